@@ -1,0 +1,1 @@
+"""Operators: pure stream logic (parsing, bars, pair analytics). No I/O here."""

@@ -1,0 +1,189 @@
+"""Records that travel through the dataflow.
+
+All are small frozen dataclasses with ``slots``: cheap to create, picklable across
+workers and into recovery snapshots. Times are epoch milliseconds (``*_ms``); use
+:mod:`pairflow.timeutil` to turn them into datetimes at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One validated Binance ``trade`` event.
+
+    Attributes:
+        symbol: Upper-case Binance symbol, e.g. ``BTCUSDT``.
+        trade_id: Binance trade id ``t`` (strictly increasing per symbol).
+        price: ``p`` as a float (finite, > 0).
+        qty: ``q`` as a float (finite, > 0), in base-asset units.
+        trade_time_ms: ``T``, the trade time; the event time used for bars.
+        event_time_ms: ``E``, when Binance emitted the event.
+        buyer_is_maker: ``m``; true means the taker sold.
+        p: ``p`` exactly as received (kept for the Redis tee).
+        q: ``q`` exactly as received (kept for the Redis tee).
+    """
+
+    symbol: str
+    trade_id: int
+    price: float
+    qty: float
+    trade_time_ms: int
+    event_time_ms: int
+    buyer_is_maker: bool
+    p: str
+    q: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """An input that could not be used, kept for the ``rejects`` audit table.
+
+    Attributes:
+        received_at_ms: Wall-clock time the flow saw the input.
+        source: Which source produced it (``binance``, ``replay``, ``synthetic``...).
+        reason: Short machine-readable reason, e.g. ``price_not_positive``; a detail
+            may follow after a colon (``missing_field:p``).
+        raw: The raw input (truncated to 4096 characters).
+    """
+
+    received_at_ms: int
+    source: str
+    reason: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """A closed OHLCV bar of one symbol over one epoch-aligned interval.
+
+    ``open``/``close`` are the prices of the lowest/highest trade id in the interval,
+    so a bar does not depend on the order in which its ticks arrived.
+
+    Attributes:
+        symbol: Binance symbol.
+        tf: Timeframe, one of ``1s``, ``1m``, ``5m``.
+        open_time_ms: UTC start of the interval (aligned to the Unix epoch).
+        open: Price of the first trade.
+        high: Highest price.
+        low: Lowest price.
+        close: Price of the last trade.
+        volume: Sum of quantities (base asset).
+        quote_volume: Sum of price * quantity (quote asset).
+        trades: Number of trades.
+        taker_buy_volume: Sum of quantities where the taker bought (``m`` false).
+        first_trade_id: Lowest trade id in the interval.
+        last_trade_id: Highest trade id in the interval.
+    """
+
+    symbol: str
+    tf: str
+    open_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    trades: int
+    taker_buy_volume: float
+    first_trade_id: int
+    last_trade_id: int
+
+    @property
+    def vwap(self) -> float:
+        """Volume-weighted average price, ``quote_volume / volume``."""
+        return self.quote_volume / self.volume
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsRow:
+    """One row of the ``analytics`` table (see DESIGN "Analytics definitions").
+
+    Undefined statistics are ``None`` (written as SQL NULL), never NaN.
+    """
+
+    pair: str
+    tf: str
+    ts_ms: int
+    window: int
+    y_close: float
+    x_close: float
+    alpha: float | None
+    beta: float | None
+    spread: float | None
+    zscore: float | None
+    corr: float | None
+    adf_pvalue: float | None
+    eg_pvalue: float | None
+    half_life: float | None
+    y_filled: bool
+    x_filled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A z-score threshold crossing: ``short_spread``, ``long_spread`` or ``exit``."""
+
+    pair: str
+    tf: str
+    ts_ms: int
+    kind: str
+    zscore: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """One pipeline health measurement for the ``pipeline_stats`` table.
+
+    Counters are cumulative since the component started and end in ``_total``;
+    gauges are instantaneous (``ticks_per_s``, ``lag_p99_ms``...).
+
+    Attributes:
+        ts_ms: When it was measured.
+        component: Who measured it, e.g. ``binance``, ``bars``, ``parse``.
+        metric: Metric name with its unit, e.g. ``lag_p50_ms``.
+        value: The value.
+    """
+
+    ts_ms: int
+    component: str
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A hole in a symbol's trade-id sequence found by a source.
+
+    Attributes:
+        symbol: Binance symbol.
+        from_trade_id: First missing trade id (inclusive).
+        to_trade_id: Last missing trade id (inclusive).
+        detected_at_ms: When it was found.
+        status: ``open`` (being backfilled), ``filled`` or ``unfilled``.
+        filled: How many of the missing trades were recovered.
+    """
+
+    symbol: str
+    from_trade_id: int
+    to_trade_id: int
+    detected_at_ms: int
+    status: str
+    filled: int
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """A promise from the bar operator: no new bar of ``symbol``/``tf`` opens before ``through_ms``.
+
+    Emitted when an interval closes without a trade (a quiet leg), so that pair
+    analytics can forward-fill that leg instead of waiting for its next trade.
+    A :class:`Bar` with ``open_time_ms = o`` implies a watermark of ``o + tf``.
+    """
+
+    symbol: str
+    tf: str
+    through_ms: int

@@ -1,0 +1,1 @@
+"""Sinks: everything the flow writes (DuckDB tables, the Redis tick tee)."""

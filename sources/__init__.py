@@ -1,0 +1,1 @@
+"""Sources: everything the flow reads (live Binance, replay files, synthetic ticks)."""
