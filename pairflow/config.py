@@ -39,6 +39,7 @@ DEFAULTS: dict[str, str] = {
     "DB": "data/quant_data.db",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "REDIS_MAXLEN": "1000000",
+    "REDIS_PREFIX": "",
     "WINDOWS": "1s=300,1m=120,5m=60",
     "BINANCE_WS": BINANCE_WS_DEFAULT,
     "BINANCE_REST": BINANCE_REST_DEFAULT,
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, str] = {
     "REPLAY_LOOP": "0",
     "SYNTHETIC_RATE": "50",
     "SYNTHETIC_BETA": "1.5",
+    "SYNTHETIC_DURATION_S": "0",
     "SEED": "7",
     "ENTRY_Z": "2.0",
     "EXIT_Z": "0.5",
@@ -76,6 +78,7 @@ class Settings:
         db_path: DuckDB file.
         redis_url: Redis URL for the tick tee, or ``None`` for no tee.
         redis_maxlen: Approximate cap of each ``ticks:{SYMBOL}`` stream.
+        redis_prefix: Prefix of every Redis key (isolates test runs).
         windows: Window ``W`` in bars per analysed timeframe.
         binance_ws: Base WebSocket URL (no path).
         binance_rest: Base REST URL (no path).
@@ -84,6 +87,8 @@ class Settings:
         replay_loop: Replay forever, shifting times so bars arrive "now".
         synthetic_rate: Trades per second per symbol of the synthetic source.
         synthetic_beta: True hedge ratio of the synthetic pair.
+        synthetic_duration_s: If > 0, generate that many simulated seconds as fast
+            as possible, then end; 0 = real time, forever.
         seed: Seed of the synthetic source.
         entry_z: |z| above which a signal opens.
         exit_z: |z| below which an open signal exits.
@@ -103,6 +108,7 @@ class Settings:
     db_path: Path = Path("data/quant_data.db")
     redis_url: str | None = "redis://127.0.0.1:6379/0"
     redis_maxlen: int = 1_000_000
+    redis_prefix: str = ""
     windows: dict[str, int] = field(default_factory=lambda: {"1s": 300, "1m": 120, "5m": 60})
     binance_ws: str = BINANCE_WS_DEFAULT
     binance_rest: str = BINANCE_REST_DEFAULT
@@ -111,6 +117,7 @@ class Settings:
     replay_loop: bool = False
     synthetic_rate: float = 50.0
     synthetic_beta: float = 1.5
+    synthetic_duration_s: float = 0.0
     seed: int = 7
     entry_z: float = 2.0
     exit_z: float = 0.5
@@ -133,6 +140,8 @@ class Settings:
         Then the result is deterministic whatever the machine's speed; otherwise
         bars also close on the wall clock so a quiet symbol still gets its bar.
         """
+        if self.source_kind == "synthetic":
+            return self.synthetic_duration_s > 0
         return self.source_kind == "replay" and self.replay_speed is None and not self.replay_loop
 
 
@@ -327,16 +336,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_path=Path(raw["DB"].strip() or DEFAULTS["DB"]),
         redis_url=redis_url,
         redis_maxlen=int(_number("REDIS_MAXLEN", raw["REDIS_MAXLEN"], minimum=1, integer=True)),
+        redis_prefix=raw["REDIS_PREFIX"].strip(),
         windows=parse_windows(raw["WINDOWS"]),
         binance_ws=_base_url("BINANCE_WS", raw["BINANCE_WS"], ("ws", "wss")),
         binance_rest=_base_url("BINANCE_REST", raw["BINANCE_REST"], ("http", "https")),
         streams_per_connection=int(
-            _number("STREAMS_PER_CONNECTION", raw["STREAMS_PER_CONNECTION"], minimum=1, integer=True)
+            _number(
+                "STREAMS_PER_CONNECTION", raw["STREAMS_PER_CONNECTION"], minimum=1, integer=True
+            )
         ),
         replay_speed=speed,
         replay_loop=_flag("REPLAY_LOOP", raw["REPLAY_LOOP"]),
         synthetic_rate=_number("SYNTHETIC_RATE", raw["SYNTHETIC_RATE"], minimum=0.01),
         synthetic_beta=_number("SYNTHETIC_BETA", raw["SYNTHETIC_BETA"], minimum=-1e6),
+        synthetic_duration_s=_number(
+            "SYNTHETIC_DURATION_S", raw["SYNTHETIC_DURATION_S"], minimum=0.0
+        ),
         seed=int(_number("SEED", raw["SEED"], minimum=0, integer=True)),
         entry_z=entry_z,
         exit_z=exit_z,
@@ -347,3 +362,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         epoch_ms=int(_number("EPOCH_MS", raw["EPOCH_MS"], minimum=10, integer=True)),
         stats_every_s=_number("STATS_EVERY_S", raw["STATS_EVERY_S"], minimum=0.1),
     )
+
+
+def redact_url(url: str | None) -> str:
+    """A URL safe for logs: any password in it is replaced by ``***``."""
+    if not url:
+        return "(off)"
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://***@{host}"

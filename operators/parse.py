@@ -1,0 +1,184 @@
+"""Parse and validate raw Binance combined-stream frames into :class:`Tick` records.
+
+Pure functions, no state: :func:`parse_frame` turns one frame into a ``Tick`` or a
+reject reason. Stateful checks (duplicate or backwards trade ids) live in
+:mod:`operators.sequence`. Nothing here raises on bad data: every failure is a
+reason string, so the flow never crashes on input.
+
+Reasons (the part before ``:`` is stable, the rest names the field):
+``empty_frame``, ``frame_too_large``, ``not_json``, ``not_object``,
+``missing_envelope``, ``bad_stream_name``, ``not_a_trade``, ``missing_field:F``,
+``field_type:F``, ``bad_symbol``, ``unknown_symbol``, ``stream_symbol_mismatch``,
+``trade_id_negative``, ``price_not_numeric``, ``price_not_finite``,
+``price_not_positive``, ``qty_not_numeric``, ``qty_not_finite``,
+``qty_not_positive``, ``trade_time_out_of_range``, ``event_time_out_of_range``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import orjson
+
+from pairflow.config import SYMBOL_RE
+from pairflow.records import Reject, Tick
+
+MAX_FRAME_BYTES = 65_536
+"""Frames longer than this are rejected unparsed (a trade frame is ~200 bytes)."""
+
+RAW_KEEP_CHARS = 4_096
+"""How much of a rejected input is kept in ``rejects.raw``."""
+
+MIN_TIME_MS = 1_483_228_800_000  # 2017-01-01, before Binance existed
+MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01
+
+_STR_FIELDS = ("s", "p", "q")
+_INT_FIELDS = ("t", "T", "E")
+
+
+def _is_int(value: object) -> bool:
+    # bool is a subclass of int; JSON true is not a trade id.
+    return type(value) is int
+
+
+def _number(text: str, name: str) -> float | str:
+    try:
+        value = float(text)
+    except ValueError:
+        return f"{name}_not_numeric"
+    if not math.isfinite(value):
+        return f"{name}_not_finite"
+    if value <= 0.0:
+        return f"{name}_not_positive"
+    return value
+
+
+def parse_frame(raw: str | bytes, symbols: frozenset[str]) -> Tick | str:
+    """Parse one combined-stream ``trade`` frame.
+
+    Args:
+        raw: The frame text exactly as received.
+        symbols: Upper-case symbols the flow accepts.
+
+    Returns:
+        A :class:`Tick`, or the reject reason (a ``str``) when the frame is unusable.
+    """
+    if not raw or not raw.strip():
+        return "empty_frame"
+    if len(raw) > MAX_FRAME_BYTES:
+        return "frame_too_large"
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "not_json"
+    if type(msg) is not dict:
+        return "not_object"
+    data = msg.get("data")
+    stream = msg.get("stream")
+    if type(data) is not dict or type(stream) is not str:
+        return "missing_envelope"
+    if not stream.endswith("@trade"):
+        return "bad_stream_name"
+    if data.get("e") != "trade":
+        return "not_a_trade"
+    for name in ("s", "t", "p", "q", "T", "E", "m"):
+        if name not in data:
+            return f"missing_field:{name}"
+    for name in _STR_FIELDS:
+        if type(data[name]) is not str:
+            return f"field_type:{name}"
+    for name in _INT_FIELDS:
+        if not _is_int(data[name]):
+            return f"field_type:{name}"
+    if type(data["m"]) is not bool:
+        return "field_type:m"
+    symbol: str = data["s"]
+    if not SYMBOL_RE.match(symbol):
+        return "bad_symbol"
+    if symbol not in symbols:
+        return "unknown_symbol"
+    if stream[:-6] != symbol.lower():
+        return "stream_symbol_mismatch"
+    trade_id: int = data["t"]
+    if trade_id < 0:
+        return "trade_id_negative"
+    price = _number(data["p"], "price")
+    if type(price) is str:
+        return price
+    qty = _number(data["q"], "qty")
+    if type(qty) is str:
+        return qty
+    trade_time: int = data["T"]
+    if not MIN_TIME_MS <= trade_time < MAX_TIME_MS:
+        return "trade_time_out_of_range"
+    event_time: int = data["E"]
+    if not MIN_TIME_MS <= event_time < MAX_TIME_MS:
+        return "event_time_out_of_range"
+    return Tick(
+        symbol=symbol,
+        trade_id=trade_id,
+        price=price,  # type: ignore[arg-type]
+        qty=qty,  # type: ignore[arg-type]
+        trade_time_ms=trade_time,
+        event_time_ms=event_time,
+        buyer_is_maker=data["m"],
+        p=data["p"],
+        q=data["q"],
+    )
+
+
+def raw_text(raw: str | bytes) -> str:
+    """The raw input as text for ``rejects.raw``: decoded leniently and truncated."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    return text[:RAW_KEEP_CHARS]
+
+
+def tick_json(tick: Tick) -> str:
+    """Re-encode a tick as a combined-stream frame (used when a valid tick is rejected later)."""
+    data = {
+        "e": "trade",
+        "E": tick.event_time_ms,
+        "s": tick.symbol,
+        "t": tick.trade_id,
+        "p": tick.p,
+        "q": tick.q,
+        "T": tick.trade_time_ms,
+        "m": tick.buyer_is_maker,
+    }
+    return orjson.dumps({"stream": f"{tick.symbol.lower()}@trade", "data": data}).decode()
+
+
+def parse_batch(
+    raws: Iterable[object], symbols: frozenset[str], source: str, received_at_ms: int
+) -> tuple[dict[str, list[Tick]], list[Reject], list[object]]:
+    """Parse a batch of source items, grouping good ticks by symbol (in input order).
+
+    Args:
+        raws: Source items: frames (``str``/``bytes``) or pass-through records
+            (``Stat``, ``Gap``...).
+        symbols: Accepted symbols.
+        source: Source name written into ``rejects.source``.
+        received_at_ms: Wall-clock time stamped on rejects.
+
+    Returns:
+        ``(ticks by symbol, rejects, pass-through records)``.
+    """
+    by_symbol: dict[str, list[Tick]] = {}
+    rejects: list[Reject] = []
+    other: list[object] = []
+    for raw in raws:
+        if not isinstance(raw, (str, bytes, bytearray)):
+            other.append(raw)
+            continue
+        out = parse_frame(raw, symbols)
+        if type(out) is str:
+            rejects.append(Reject(received_at_ms, source, out, raw_text(raw)))
+        else:
+            tick: Tick = out  # type: ignore[assignment]
+            lst = by_symbol.get(tick.symbol)
+            if lst is None:
+                by_symbol[tick.symbol] = [tick]
+            else:
+                lst.append(tick)
+    return by_symbol, rejects, other

@@ -1,0 +1,60 @@
+"""Per-symbol trade-id continuity: drop (and reject) duplicate or backwards trade ids.
+
+Binance trade ids are strictly increasing per symbol. A tick whose id is not above
+the last accepted one is a duplicate (same id) or out of order (lower id): it is
+turned into a :class:`Reject` so that it is counted and kept, never silently lost.
+Forward jumps (gaps) are accepted; the live source backfills them before they
+reach this step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bytewax.operators import StatefulBatchLogic
+
+from operators.parse import tick_json
+from pairflow.records import Reject, Tick
+from pairflow.timeutil import now_ms
+
+
+@dataclass
+class SequenceState:
+    """Last accepted trade id of one symbol (``-1`` before the first tick)."""
+
+    last_trade_id: int = -1
+
+
+class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", SequenceState]):
+    """Stateful logic for one symbol: passes ticks with increasing ids, rejects the rest.
+
+    Input values are lists of ticks (one source batch of one symbol); output values
+    are lists of accepted ticks and single :class:`Reject` records.
+    """
+
+    def __init__(self, source: str, state: SequenceState | None) -> None:
+        self.source = source
+        self.state = state if state is not None else SequenceState()
+
+    def on_batch(self, values: list[list[Tick]]) -> tuple[list[list[Tick] | Reject], bool]:
+        """Filter each chunk; emits at most one accepted chunk per input chunk."""
+        out: list[list[Tick] | Reject] = []
+        last = self.state.last_trade_id
+        for chunk in values:
+            good: list[Tick] = []
+            for tick in chunk:
+                tid = tick.trade_id
+                if tid > last:
+                    good.append(tick)
+                    last = tid
+                else:
+                    reason = "duplicate_trade_id" if tid == last else "backwards_trade_id"
+                    out.append(Reject(now_ms(), self.source, reason, tick_json(tick)))
+            if good:
+                out.append(good)
+        self.state.last_trade_id = last
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> SequenceState:
+        """Copy of the state for recovery."""
+        return SequenceState(self.state.last_trade_id)
