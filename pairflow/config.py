@@ -53,8 +53,8 @@ DEFAULTS: dict[str, str] = {
     "ENTRY_Z": "2.0",
     "EXIT_Z": "0.5",
     "PVALUE_EVERY": "1",
-    "BAR_GRACE_MS": "500",
-    "DB_FLUSH_MS": "250",
+    "BAR_GRACE_MS": "300",
+    "DB_FLUSH_MS": "750",
     "DB_BATCH_ROWS": "5000",
     "EPOCH_MS": "200",
     "STATS_EVERY_S": "5",
@@ -122,8 +122,8 @@ class Settings:
     entry_z: float = 2.0
     exit_z: float = 0.5
     pvalue_every: int = 1
-    bar_grace_ms: int = 500
-    db_flush_ms: int = 250
+    bar_grace_ms: int = 300
+    db_flush_ms: int = 750
     db_batch_rows: int = 5000
     epoch_ms: int = 200
     stats_every_s: float = 5.0

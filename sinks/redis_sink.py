@@ -119,16 +119,19 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
                         )
                     self.script(keys=[key], args=args, client=pipe)
             results = pipe.execute(raise_on_error=False) if by_symbol else []
+            added_n = dup_n = 0
             for res in results:
                 if isinstance(res, Exception):
                     raise res
                 added, dup, other, err = res
-                self.written_total += int(added)
-                self.duplicates_total += int(dup)
+                added_n += int(added)
+                dup_n += int(dup)
                 if int(other):
                     self.errors_total += int(other)
                     log.error("Redis tee: %d entries refused: %s", int(other), err)
-            self._stats()
+            self.written_total += added_n
+            self.duplicates_total += dup_n
+            self._stats(added_n, dup_n)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self._down(exc)
             return
@@ -158,17 +161,22 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
             )
             self.up = False
 
-    def _stats(self) -> None:
-        self.client.hset(
-            f"{self.key_prefix}{STATS_KEY}",
-            mapping={
-                "written_total": self.written_total,
-                "duplicates_total": self.duplicates_total,
-                "dropped_total": self.dropped_total,
-                "errors_total": self.errors_total,
-                "updated_ms": self.clock_ms(),
-            },
-        )
+    def _stats(self, added: int, dup: int) -> None:
+        """Add this drain's counts to the shared stats hash (all workers, all runs)."""
+        key = f"{self.key_prefix}{STATS_KEY}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(key, "written_total", added)
+        pipe.hincrby(key, "duplicates_total", dup)
+        pipe.hset(key, mapping={"updated_ms": self.clock_ms()})
+        if self.dropped_total or self.errors_total:
+            pipe.hset(
+                key,
+                mapping={
+                    "dropped_total": self.dropped_total,
+                    "errors_total": self.errors_total,
+                },
+            )
+        pipe.execute()
 
     def close(self) -> None:
         """Last attempt to write the backlog; says how much could not be teed."""

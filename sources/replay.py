@@ -34,6 +34,9 @@ from pairflow.timeutil import ms_to_dt, now_ms
 LOOP_PAUSE_MS = 1_000
 """Trade-time pause inserted between two passes of a looped replay."""
 
+MIN_WAKE_MS = 50
+"""Paced modes wake at most this often and emit everything due by then (saves CPU)."""
+
 
 @dataclass(frozen=True)
 class ReplayState:
@@ -193,7 +196,7 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
                     self.anchor = (t_ms, now)
                 due = self.anchor[1] + int((t_ms - self.anchor[0]) / self.speed)
                 if due > now:
-                    self.awake_at_ms = due
+                    self.awake_at_ms = max(due, now + MIN_WAKE_MS)
                     return out
             out.append(frame)
             self.pending = None

@@ -60,6 +60,7 @@ class SyntheticState:
     others: tuple[float, ...]
     next_ids: tuple[int, ...]
     emitted: int
+    t_frac: float = 0.0
 
 
 class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
@@ -97,7 +98,7 @@ class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
             self.others = list(resume.others)
             self.next_ids = list(resume.next_ids)
             self.emitted = resume.emitted
-        self.t_frac = 0.0
+        self.t_frac = 0.0 if resume is None else resume.t_frac
         self.awake_ms: int | None = None
 
     def _log_price(self, i: int) -> float:
@@ -163,7 +164,7 @@ class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
         now = now_ms()
         while self.t_ms <= now and len(out) < self.batch_size:
             out.append(self._trade())
-        self.awake_ms = None if len(out) >= self.batch_size else max(self.t_ms, now + 1)
+        self.awake_ms = None if len(out) >= self.batch_size else max(self.t_ms, now + 50)
         return out
 
     def next_awake(self) -> datetime | None:
@@ -180,6 +181,7 @@ class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
             tuple(self.others),
             tuple(self.next_ids),
             self.emitted,
+            self.t_frac,
         )
 
 
