@@ -13,7 +13,9 @@ The file holds one envelope per line in arrival order (the format of
 
 Unparseable lines are passed through untouched (the parse step rejects them) and,
 when pacing, are emitted right away. Resumable: the snapshot is the position in the
-current pass, the pass number and the time shift.
+current pass, the pass number and the time shift. A paced loop that resumes after
+downtime moves its shift forward so the next trade happens "now": the downtime shows
+as a gap in the data, as it would for a live feed (times only ever move forward).
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
         self.pending: tuple[bytes, int | None] | None = None
         self.anchor: tuple[int, int] | None = None  # (trade time, wall time) pacing anchor
         self.awake_at_ms: int | None = None
+        self.rebase = resume is not None and loop and speed is not None
 
     def _open_pass(self, skip: int) -> Iterator[bytes]:
         return itertools.islice(open_lines(self.path), skip, None)
@@ -187,6 +190,14 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
                 if self.state.lines_done == 0:
                     time_shift, id_shifts = self._shifts()
                 self.pending = shift_frame(line, time_shift, id_shifts)
+                if self.rebase and self.pending[1] is not None:
+                    self.rebase = False
+                    behind = now - self.pending[1]
+                    if behind > 0:
+                        st = self.state
+                        self.state = ReplayState(st.lines_done, st.loop, st.base_shift_ms + behind)
+                        time_shift, id_shifts = self._shifts()
+                        self.pending = shift_frame(line, time_shift, id_shifts)
                 self.state = ReplayState(
                     self.state.lines_done + 1, self.state.loop, self.state.base_shift_ms
                 )

@@ -114,3 +114,15 @@ def test_synthetic_pair_through_the_flow_has_its_known_hedge_ratio(tmp_path):
     slope = np.polyfit(np.log(closes["ETHUSDT"]), np.log(closes["BTCUSDT"]), 1)[0]
     assert abs(slope - 1.5) < 0.15
     assert read_table(db, "rejects", "received_at").empty
+
+
+def test_replay_paced_loop_resumed_after_downtime_jumps_forward_to_now(recording):
+    part = ReplayPartition(recording, 1.0, True, 100, None)
+    first = part.next_batch()
+    snap = part.snapshot()
+    stale = ReplayState(snap.lines_done, snap.loop, snap.base_shift_ms - 3_600_000)
+    resumed = ReplayPartition(recording, 1.0, True, 100, stale)
+    batch = resumed.next_batch()
+    t_first = orjson.loads(batch[0])["data"]["T"]
+    assert abs(t_first - now_ms()) < 5_000
+    assert t_first >= orjson.loads(first[-1])["data"]["T"]

@@ -1,0 +1,170 @@
+"""The demo: real Binance trades replayed "live" through the whole flow, plus the dashboard.
+
+``bin/demo`` (README command 1) runs ``python -m pairflow.demo``: the shipped
+recording is replayed in loop mode at real time (times shifted to now), through
+parse -> Redis tee -> bars -> analytics -> DuckDB, with Bytewax recovery on; the
+dashboard is started beside it and its URL printed. Ctrl-C stops both (the flow
+flushes first). Restarting resumes from the recovery snapshot; ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDING = ROOT / "data/recordings/binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    """True if a Redis server answers PING on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def port_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def bar_counts(db: Path) -> str:
+    """A one-line summary of the bars table (read-only; empty string if locked/absent)."""
+    if not db.exists():
+        return ""
+    for _ in range(20):
+        try:
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.Error:
+            time.sleep(0.05)
+            continue
+        try:
+            rows = con.execute(
+                "SELECT tf, count(*), max(open_time) FROM bars GROUP BY tf ORDER BY tf"
+            ).fetchall()
+            n_analytics = con.execute("SELECT count(*) FROM analytics").fetchone()
+        except duckdb.Error:
+            return ""
+        finally:
+            con.close()
+        parts = [f"{tf}: {n} bars" for tf, n, _ in rows]
+        newest = max((r[2] for r in rows), default=None)
+        if n_analytics:
+            parts.append(f"analytics: {n_analytics[0]} rows")
+        if newest is not None:
+            parts.append(f"newest bar {newest:%H:%M:%S} UTC")
+        return ", ".join(parts)
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo until Ctrl-C (or ``--seconds``)."""
+    parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--fresh", action="store_true", help="delete the demo DB and recovery")
+    parser.add_argument("--port", type=int, default=8501, help="dashboard port (127.0.0.1)")
+    parser.add_argument("--no-dashboard", action="store_true")
+    parser.add_argument("--seconds", type=float, default=0, help="stop after this long")
+    parser.add_argument("--speed", default="1", help="replay speed (real time = 1)")
+    parser.add_argument(
+        "--live", action="store_true", help="live mode: the configured source (binance by default)"
+    )
+    args = parser.parse_args(argv)
+
+    name = "live" if args.live else "demo"
+    default_db = ROOT / ("data/quant_data.db" if args.live else "data/demo.db")
+    db = Path(os.environ.get("PAIRFLOW_DB", default_db))
+    recovery = ROOT / f"data/recovery/{name}"
+    if args.fresh:
+        for path in (db, Path(f"{db}.wal")):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(recovery, ignore_errors=True)
+    env = dict(os.environ)
+    if not args.live:
+        env.setdefault("PAIRFLOW_SOURCE", f"replay:{RECORDING}")
+        env.setdefault("PAIRFLOW_REPLAY_SPEED", args.speed)
+        env.setdefault("PAIRFLOW_REPLAY_LOOP", "1")
+    env["PAIRFLOW_DB"] = str(db)
+    if "PAIRFLOW_REDIS_URL" not in env:
+        env["PAIRFLOW_REDIS_URL"] = DEFAULT_REDIS if redis_answers() else ""
+        if not env["PAIRFLOW_REDIS_URL"]:
+            print(f"{name}: no Redis on 127.0.0.1:6379, so the tick tee is off")
+
+    if args.live:
+        print(f"live: source {env.get('PAIRFLOW_SOURCE', 'binance')}")
+    else:
+        print(f"demo: replaying {RECORDING.name} in a loop at {args.speed}x real time")
+    print(f"{name}: DuckDB file {db} (open it read-only while it runs)")
+    flow = subprocess.Popen(
+        [sys.executable, str(ROOT / "dataflow.py"), "-r", str(recovery)], cwd=ROOT, env=env
+    )
+    dash = None
+    if not args.no_dashboard:
+        try:
+            from dashboard.launch import start_dashboard
+        except ImportError:
+            print(f"{name}: dashboard not available in this build")
+        else:
+            port = args.port
+            while not port_free(port):
+                port += 1
+            dash = start_dashboard(port, db, env={"PAIRFLOW_REDIS_URL": env["PAIRFLOW_REDIS_URL"]})
+            print(f"{name}: open http://127.0.0.1:{port} in a browser")
+
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    next_report = started + 5
+    rc = 0
+    while not stop["now"]:
+        if flow.poll() is not None:
+            print(f"{name}: the flow exited with code {flow.returncode}", file=sys.stderr)
+            rc = flow.returncode or 1
+            break
+        if args.seconds and time.monotonic() - started >= args.seconds:
+            break
+        if time.monotonic() >= next_report:
+            summary = bar_counts(db)
+            if summary:
+                print(f"{name}: {summary}", flush=True)
+            next_report += 5
+        time.sleep(0.2)
+    print(f"{name}: stopping (the flow flushes its last bars first)")
+    if flow.poll() is None:
+        flow.send_signal(signal.SIGTERM)
+        try:
+            flow.wait(60)
+        except subprocess.TimeoutExpired:
+            flow.kill()
+    if dash is not None:
+        dash.terminate()
+        try:
+            dash.wait(20)
+        except subprocess.TimeoutExpired:
+            dash.kill()
+    summary = bar_counts(db)
+    if summary:
+        print(f"{name}: {summary}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
