@@ -15,6 +15,9 @@ When does a bar close?
   bar (and :class:`Watermark` records) about ``grace_ms`` after the interval ends.
   This does not depend on the local clock agreeing with Binance's.
 
+After a restart from a recovery snapshot the extrapolated clock resumes where it
+stopped (downtime does not count), so trades backfilled for the gap are on time.
+
 Late ticks (a trade for an interval already closed, e.g. backfilled after a
 reconnect): if the interval ended at most ``amend_horizon_ms`` before the close
 frontier, the bar is amended and emitted again (the DuckDB sink upserts, so the row
@@ -186,6 +189,11 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         self.amend_horizon_ms = amend_horizon_ms
         self.state = state if state is not None else BarState()
         self.clock_ms = clock_ms
+        if state is not None and wall_clock and state.last_event_ms >= 0:
+            # Resumed after a restart: the event clock was paused while we were down.
+            # Without this the downtime would close every bar at once and the
+            # backfilled trades of the gap would all arrive "late".
+            state.last_arrival_ms = clock_ms()  # type: ignore[operator]
 
     @property
     def symbol(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from pairflow.shutdown import stop_requested
 from pairflow.timeutil import ms_to_dt, now_ms
+
+log = logging.getLogger(__name__)
 
 LOOP_PAUSE_MS = 1_000
 """Trade-time pause inserted between two passes of a looped replay."""
@@ -142,6 +145,13 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
         if resume is None and loop and speed is not None and self.info is not None:
             state = ReplayState(0, 0, now_ms() - self.info.first_time_ms)
         self.state = state
+        if resume is not None:
+            log.info(
+                "replay of %s resumes at line %d of pass %d",
+                path.name,
+                state.lines_done,
+                state.loop,
+            )
         self.lines = self._open_pass(state.lines_done)
         self.pending: tuple[bytes, int | None] | None = None
         self.anchor: tuple[int, int] | None = None  # (trade time, wall time) pacing anchor
@@ -256,3 +266,26 @@ class ReplaySource(FixedPartitionedSource[bytes, ReplayState]):
     ) -> ReplayPartition:
         """Open the file, resuming at the snapshot position if any."""
         return ReplayPartition(self.path, self.speed, self.loop, self.batch_size, resume_state)
+
+
+def write_repeated(src: Path, dst: Path, passes: int) -> int:
+    """Write ``passes`` back-to-back copies of a recording, shifted like a looped replay.
+
+    Times and trade ids keep increasing across copies (see the module docstring), so
+    the result is a longer valid recording (for benchmarks, soak and recovery tests).
+
+    Returns:
+        Number of lines written.
+    """
+    info = scan_recording(src)
+    opener = gzip.open if dst.suffix == ".gz" else open
+    written = 0
+    with opener(dst, "wb") as out:  # type: ignore[operator]
+        for n in range(passes):
+            shift = n * (info.span_ms + LOOP_PAUSE_MS)
+            id_shifts = {s: n * span for s, span in info.id_span.items()} if n else {}
+            for line in open_lines(src):
+                frame, _ = shift_frame(line, shift, id_shifts)
+                out.write(frame + b"\n")
+                written += 1
+    return written

@@ -193,3 +193,22 @@ def test_bars_invariants_hold_and_volumes_add_up_across_timeframes(steps):
             assert abs(sum(p.volume for p in parts) - b.volume) <= 1e-9 * b.volume
             assert parts[0].open == b.open and parts[-1].close == b.close
             assert max(p.high for p in parts) == b.high and min(p.low for p in parts) == b.low
+
+
+def test_bars_resumed_after_downtime_do_not_close_on_the_downtime():
+    clock = {"now": 1_000_000}
+    logic = BarLogic("t", wall_clock=True, grace_ms=300, clock_ms=lambda: clock["now"])
+    logic.on_batch([[tick(1, 200)]])
+    snap = logic.snapshot()
+    clock["now"] += 3_600_000  # an hour of downtime
+    resumed = BarLogic(
+        "t", wall_clock=True, grace_ms=300, state=snap, clock_ms=lambda: clock["now"]
+    )
+    out, _ = resumed.on_notify()
+    assert not bars_of(out)
+    out, _ = resumed.on_batch([[tick(2, 700)]])  # a backfilled trade of the same second
+    assert not [r for r in out if isinstance(r, Reject)]
+    clock["now"] += 2_000
+    out, _ = resumed.on_notify()
+    (bar,) = bars_of(out)
+    assert bar.trades == 2
