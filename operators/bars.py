@@ -227,9 +227,13 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         st = self.state
         recent = st.recent[tf]
         cutoff = st.closed_through[tf] - self.amend_horizon_ms - TF_MS[tf]
-        if recent and next(iter(recent)) < cutoff:
-            for o in [o for o in recent if o < cutoff]:
-                del recent[o]
+        # closed bars are inserted in time order (amendments of empty intervals aside,
+        # which linger at most until an older key is popped): pop from the front
+        while recent:
+            oldest = next(iter(recent))
+            if oldest >= cutoff:
+                break
+            del recent[oldest]
 
     def _late(self, tick: Tick, tf: str, o: int, amended: dict[tuple[str, int], BarAcc]) -> bool:
         """Amend a closed bar with a late tick; False if it is beyond the horizon."""

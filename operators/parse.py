@@ -42,6 +42,11 @@ def _is_int(value: object) -> bool:
     return type(value) is int
 
 
+def _plain_decimal(text: str) -> bool:
+    """True for Binance's number format: ASCII digits with at most one ``.``."""
+    return text.isascii() and text.replace(".", "", 1).isdigit()
+
+
 def _number(text: str, name: str) -> float | str:
     try:
         value = float(text)
@@ -51,11 +56,16 @@ def _number(text: str, name: str) -> float | str:
         return f"{name}_not_finite"
     if value <= 0.0:
         return f"{name}_not_positive"
+    if not _plain_decimal(text):  # e.g. " 1.5", "1e3", "1_000": float() takes them
+        return f"{name}_not_numeric"
     return value
 
 
 def parse_frame(raw: str | bytes, symbols: frozenset[str]) -> Tick | str:
     """Parse one combined-stream ``trade`` frame.
+
+    A fast path handles well-formed trades with one pass of checks; anything it does
+    not accept goes through :func:`reject_reason`, which names the first problem.
 
     Args:
         raw: The frame text exactly as received.
@@ -63,6 +73,67 @@ def parse_frame(raw: str | bytes, symbols: frozenset[str]) -> Tick | str:
 
     Returns:
         A :class:`Tick`, or the reject reason (a ``str``) when the frame is unusable.
+    """
+    try:
+        if len(raw) > MAX_FRAME_BYTES:
+            return "frame_too_large"
+        msg = orjson.loads(raw)
+        data = msg["data"]
+        symbol = data["s"]
+        trade_id = data["t"]
+        p = data["p"]
+        q = data["q"]
+        trade_time = data["T"]
+        event_time = data["E"]
+        maker = data["m"]
+        if (
+            type(trade_id) is int
+            and type(trade_time) is int
+            and type(event_time) is int
+            and type(maker) is bool
+            and type(p) is str
+            and type(q) is str
+            and symbol in symbols
+            and data["e"] == "trade"
+            and msg["stream"] == _STREAM_OF[symbol]
+            and trade_id >= 0
+            and MIN_TIME_MS <= trade_time < MAX_TIME_MS
+            and MIN_TIME_MS <= event_time < MAX_TIME_MS
+        ):
+            price = float(p)
+            qty = float(q)
+            if (
+                0.0 < price < math.inf
+                and 0.0 < qty < math.inf
+                and _plain_decimal(p)
+                and _plain_decimal(q)
+            ):
+                return Tick(symbol, trade_id, price, qty, trade_time, event_time, maker, p, q)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        pass
+    return reject_reason(raw, symbols)
+
+
+class _StreamNames(dict):  # type: ignore[type-arg]
+    """``BTCUSDT`` -> ``btcusdt@trade``, computed once per symbol."""
+
+    def __missing__(self, symbol: object) -> str | None:
+        if type(symbol) is not str:
+            return None
+        name = f"{symbol.lower()}@trade"
+        if len(self) < 100_000:
+            self[symbol] = name
+        return name
+
+
+_STREAM_OF = _StreamNames()
+
+
+def reject_reason(raw: str | bytes, symbols: frozenset[str]) -> str:  # noqa: C901
+    """Why a frame is not a usable trade (the first problem found, in a fixed order).
+
+    Returns ``"ok"`` for a frame that is in fact valid (the fast path never calls it
+    for one).
     """
     if not raw or not raw.strip():
         return "empty_frame"
@@ -100,32 +171,17 @@ def parse_frame(raw: str | bytes, symbols: frozenset[str]) -> Tick | str:
         return "unknown_symbol"
     if stream[:-6] != symbol.lower():
         return "stream_symbol_mismatch"
-    trade_id: int = data["t"]
-    if trade_id < 0:
+    if data["t"] < 0:
         return "trade_id_negative"
-    price = _number(data["p"], "price")
-    if type(price) is str:
-        return price
-    qty = _number(data["q"], "qty")
-    if type(qty) is str:
-        return qty
-    trade_time: int = data["T"]
-    if not MIN_TIME_MS <= trade_time < MAX_TIME_MS:
+    for field, name in (("p", "price"), ("q", "qty")):
+        reason = _number(data[field], name)
+        if type(reason) is str:
+            return reason
+    if not MIN_TIME_MS <= data["T"] < MAX_TIME_MS:
         return "trade_time_out_of_range"
-    event_time: int = data["E"]
-    if not MIN_TIME_MS <= event_time < MAX_TIME_MS:
+    if not MIN_TIME_MS <= data["E"] < MAX_TIME_MS:
         return "event_time_out_of_range"
-    return Tick(
-        symbol=symbol,
-        trade_id=trade_id,
-        price=price,  # type: ignore[arg-type]
-        qty=qty,  # type: ignore[arg-type]
-        trade_time_ms=trade_time,
-        event_time_ms=event_time,
-        buyer_is_maker=data["m"],
-        p=data["p"],
-        q=data["q"],
-    )
+    return "ok"
 
 
 def raw_text(raw: str | bytes) -> str:

@@ -8,11 +8,15 @@ workers and into recovery snapshots. Times are epoch milliseconds (``*_ms``); us
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(NamedTuple):
     """One validated Binance ``trade`` event.
+
+    A ``NamedTuple`` rather than a frozen dataclass: it is created once per trade on
+    the hot path, and tuple construction is ~3x cheaper (measured in
+    ``benchmarks/``); it is just as immutable and picklable.
 
     Attributes:
         symbol: Upper-case Binance symbol, e.g. ``BTCUSDT``.

@@ -37,9 +37,8 @@ STATS_KEY = "pairflow:stats:tee"
 
 _XADD_MANY = """
 local added, dup, other, err = 0, 0, 0, ''
-for i = 2, #ARGV, 4 do
-  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i],
-                        'p', ARGV[i + 1], 'q', ARGV[i + 2], 'm', ARGV[i + 3])
+for id, p, q, m in string.gmatch(ARGV[2], '(%S+) (%S+) (%S+) (%S+)\\n') do
+  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'p', p, 'q', q, 'm', m)
   if type(r) == 'table' and r.err then
     if string.find(r.err, 'equal or smaller', 1, true) then dup = dup + 1
     else other = other + 1; err = r.err end
@@ -47,6 +46,9 @@ for i = 2, #ARGV, 4 do
 end
 return {added, dup, other, err}
 """
+"""Appends entries given as one ``"ID p q m\\n"``-per-entry string (one argument per
+call keeps client-side packing cost flat; ``p``/``q`` are plain decimals, checked by
+the parser, so they contain no spaces)."""
 
 
 def stream_key(symbol: str, prefix: str = "") -> str:
@@ -109,15 +111,14 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
             for symbol, ticks in by_symbol.items():
                 key = stream_key(symbol, self.key_prefix)
                 for i in range(0, len(ticks), CHUNK):
-                    args: list[str] = [self.maxlen]
-                    for t in ticks[i : i + CHUNK]:
-                        args += (
-                            f"{t.trade_time_ms}-{t.trade_id}",
-                            t.p,
-                            t.q,
-                            "true" if t.buyer_is_maker else "false",
-                        )
-                    self.script(keys=[key], args=args, client=pipe)
+                    entries = "".join(
+                        [
+                            f"{t.trade_time_ms}-{t.trade_id} {t.p} {t.q} "
+                            f"{'true' if t.buyer_is_maker else 'false'}\n"
+                            for t in ticks[i : i + CHUNK]
+                        ]
+                    )
+                    self.script(keys=[key], args=[self.maxlen, entries], client=pipe)
             results = pipe.execute(raise_on_error=False) if by_symbol else []
             added_n = dup_n = 0
             for res in results:
