@@ -162,9 +162,9 @@ def build(
 
     to_db = [records, seq_rejects, bars, bar_records]
     if with_analytics and settings.windows and settings.pairs:
-        from operators.analytics import pair_analytics
+        from operators.analytics import pair_analytics_op
 
-        rows, signals = pair_analytics(
+        analytics = pair_analytics_op(
             "analytics",
             bars_and_marks,
             settings.pairs,
@@ -173,7 +173,7 @@ def build(
             exit_z=settings.exit_z,
             pvalue_every=settings.pvalue_every,
         )
-        to_db += [rows, signals]
+        to_db += [analytics.rows, analytics.signals, analytics.stats]
     merged = op.merge("to_db", *to_db)
     op.output(
         "duckdb",

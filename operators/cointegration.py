@@ -1,0 +1,376 @@
+"""Fast ADF and Engle-Granger tests that reproduce statsmodels to rounding error.
+
+``statsmodels.tsa.stattools.adfuller(x, autolag="AIC")`` fits one OLS per candidate
+lag (``maxlag + 1`` fits, each with SVDs and rank checks), which costs milliseconds
+per call. The same numbers come out of one cross-product matrix:
+
+* Build the ADF design once for the largest lag ``P``: columns ``[1, x_{t-1},
+  dx_{t-1} .. dx_{t-P}, dx_t]`` for every ``t`` (rows ``t < j`` of lag ``j`` are
+  never used). With a constant the level is centred first (the fit is the same,
+  the Gram matrix far better conditioned).
+* The lag search fits nested column sets on the common sample of ``nobs - 1 - p``
+  rows. With the Gram matrix ``G = Z'Z`` of that sample ordered as
+  ``[deterministic, level, lag 1 .. lag p, target]``, one Cholesky factor ``L``
+  gives every nested residual sum of squares: ``ssr_k = sum_{j >= k} L[-1, j]^2``.
+  The AIC is then evaluated with statsmodels' exact formula and the first minimum
+  is taken, as statsmodels does.
+* The chosen lag is refitted on its own (longer) sample. Its Gram matrix is the
+  search Gram's sub-matrix plus the Gram of the few extra leading rows. With the
+  level column ordered last, its t-statistic is ``L[-1, -2] / sigma``.
+* ``adf_pvalue`` (``regression="c"``) and ``coint`` (residual ADF with
+  ``regression="n"``) share one Gram matrix when their maximum lags agree
+  (``nobs >= 36``).
+
+The p-values come from statsmodels' own :func:`~statsmodels.tsa.adfvalues.mackinnonp`
+(``N=1`` for ADF, ``N=2`` for the two-variable Engle-Granger test).
+
+A Cholesky of a Gram matrix squares the condition number, so every pivot is
+checked: if any regressor (or the target) is nearly in the span of the previous
+columns (relative pivot below :data:`PIVOT_REL`), or the design leaves no residual
+degrees of freedom, the call falls back to statsmodels itself. Those windows are
+degenerate (long runs of identical prices, tiny windows) and rare.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg.lapack import dpotrf
+from statsmodels.tsa.adfvalues import mackinnonp
+
+PIVOT_REL = 1e-8
+"""Smallest accepted ``L[j, j]**2 / G[j, j]`` (1 - R^2 of column j on the previous ones)."""
+
+SQRTEPS = math.sqrt(np.finfo(np.double).eps)
+"""As in statsmodels: ``coint`` reports ``-inf`` when ``R^2 >= 1 - 100 * SQRTEPS``."""
+
+_REG_TREND = {"c": 1, "n": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class AdfResult:
+    """Result of an augmented Dickey-Fuller test with AIC lag selection.
+
+    Attributes:
+        stat: The t-statistic of the lagged level (``adfuller(...)[0]``).
+        pvalue: MacKinnon p-value for it (``N=1`` for ADF; ``N=2`` when it is the
+            residual test of Engle-Granger).
+        usedlag: Number of lagged differences chosen by AIC.
+        nobs: Observations in the final regression.
+        icbest: The minimum AIC of the lag search.
+        fast: False when the statsmodels fallback produced it.
+    """
+
+    stat: float
+    pvalue: float
+    usedlag: int
+    nobs: int
+    icbest: float
+    fast: bool = True
+
+
+def adf_maxlag(nobs: int, regression: str = "c") -> int:
+    """``adfuller``'s default maximum lag: ``min(nobs//2 - ntrend - 1, ceil(12 (nobs/100)^0.25))``.
+
+    Args:
+        nobs: Length of the series.
+        regression: ``"c"`` (constant) or ``"n"`` (none).
+
+    Returns:
+        The maximum lag; negative means the series is too short for the test.
+    """
+    ntrend = _REG_TREND[regression]
+    maxlag = int(np.ceil(12.0 * np.power(nobs / 100.0, 1 / 4.0)))
+    return min(nobs // 2 - ntrend - 1, maxlag)
+
+
+def _design(x: np.ndarray, p: int) -> np.ndarray:
+    """ADF design for every ``t``: ``n-1`` rows, ``p+4`` columns.
+
+    Columns: ``[1, x_{t-1} - mean(x), x_{t-1}, dx_{t-1} .. dx_{t-p}, dx_t]``.
+
+    Row ``i`` is the equation for ``dx[i]``; lag-``j`` entries of rows ``i < j`` are
+    zero placeholders (never used by a regression with ``j`` lags or more). The
+    centred level is used with a constant (same fit, far better conditioned: log
+    prices sit near 11 and move by 1e-4); the raw level without one.
+    """
+    n = x.shape[0]
+    dx = np.diff(x)
+    z = np.empty((n - 1, p + 4))
+    z[:, 0] = 1.0
+    z[:, 2] = x[:-1]
+    z[:, 1] = z[:, 2] - x.mean()
+    for j in range(1, p + 1):
+        z[:j, 2 + j] = 0.0
+        z[j:, 2 + j] = dx[:-j]
+    z[:, -1] = dx
+    return z
+
+
+def _chol(g: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of ``g`` if every pivot is well conditioned, else ``None``.
+
+    A pivot ``L[j, j]**2 / G[j, j]`` is ``1 - R^2`` of column ``j`` on the columns
+    before it; below :data:`PIVOT_REL` the Gram route would lose too many digits.
+    LAPACK ``dpotrf`` is called directly: ``np.linalg.cholesky``'s wrapper costs
+    more than the factorisation of these small matrices.
+    """
+    low, info = dpotrf(g, lower=1, clean=1, overwrite_a=0)
+    if info != 0:
+        return None  # not positive definite
+    d = np.diagonal(low)
+    # A successful Cholesky means g is positive definite: its diagonal is > 0.
+    if not (d * d / np.diagonal(g)).min() >= PIVOT_REL:
+        return None
+    return low
+
+
+def _aic(ssr: np.ndarray, nobs: int, k: np.ndarray) -> np.ndarray:
+    """The OLS AIC of statsmodels, ``-2 llf + 2 k``, with its exact llf expression."""
+    nobs2 = nobs / 2.0
+    llf = -np.log(ssr) * nobs2  # ssr > 0: the target's pivot was checked
+    llf -= (1 + np.log(np.pi / nobs2)) * nobs2
+    return -2 * llf + 2 * k
+
+
+def _adf_from_design(
+    z: np.ndarray, g_big: np.ndarray, big_p: int, p: int, regression: str
+) -> tuple[float, int, int, float] | None:
+    """ADF t-statistic from the shared design and its Gram over rows ``big_p..``.
+
+    Args:
+        z: :func:`_design` output for ``big_p`` lags.
+        g_big: ``z[big_p:].T @ z[big_p:]``.
+        big_p: Largest lag in ``z``.
+        p: This test's maximum lag (``<= big_p``).
+        regression: ``"c"`` or ``"n"``.
+
+    Returns:
+        ``(stat, usedlag, nobs, icbest)`` or ``None`` when the fast path is not
+        numerically safe (the caller falls back to statsmodels).
+    """
+    rows = z.shape[0]
+    det = [0] if regression == "c" else []
+    level = 1 if regression == "c" else 2
+    base = len(det) + 1  # deterministic terms + level
+    tgt = big_p + 3
+
+    def gram(first_row: int, cols: list[int]) -> np.ndarray:
+        g = g_big[cols][:, cols]
+        if first_row < big_p:
+            extra = z[first_row:big_p][:, cols]
+            g = g + extra.T @ extra
+        return g
+
+    # Lag search on the common sample (rows p..), nested columns.
+    search_cols = [*det, level, *range(3, 3 + p), tgt]
+    nobs = rows - p
+    low = _chol(gram(p, search_cols))
+    if low is None:
+        return None
+    last = low[-1, :] ** 2
+    ssr = np.cumsum(last[::-1])[::-1]  # ssr[k] = sum_{j>=k} L[-1, j]^2
+    ks = np.arange(base, base + p + 1)
+    if nobs - ks[-1] <= 0:
+        return None
+    aic = _aic(ssr[ks], nobs, ks)
+    best = int(np.argmin(aic))  # first minimum, like min((aic, lag), ...)
+    icbest = float(aic[best])
+    lag = best
+
+    # Refit the chosen lag on its own sample, level column last.
+    fit_cols = [*det, *range(3, 3 + lag), level, tgt]
+    nobs_fit = rows - lag
+    k = base + lag
+    if nobs_fit - k <= 0:
+        return None
+    low = _chol(gram(lag, fit_cols))
+    if low is None:
+        return None
+    sigma = math.sqrt(low[-1, -1] ** 2 / (nobs_fit - k))
+    if not sigma > 0.0:
+        return None
+    stat = float(low[-1, -2] / sigma)
+    return stat, lag, nobs_fit, icbest
+
+
+def _adf_statsmodels(x: np.ndarray, regression: str) -> tuple[float, int, int, float] | None:
+    """Run statsmodels ``adfuller`` (the fallback); ``None`` where it raises or returns NaN."""
+    from statsmodels.tsa.stattools import adfuller
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = adfuller(x, regression=regression, autolag="AIC", result_object=True)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    if math.isnan(res.statistic):
+        return None
+    return float(res.statistic), int(res.lags), int(res.nobs), float(res.icbest)
+
+
+def _prepare(x: np.ndarray) -> np.ndarray | None:
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or x.shape[0] < 3 or not np.all(np.isfinite(x)):
+        return None
+    if x.max() == x.min():
+        return None  # adfuller: "Invalid input, x is constant"
+    return x
+
+
+def _adf_stats(
+    x: np.ndarray, regressions: tuple[str, ...]
+) -> dict[str, tuple[float, int, int, float, bool] | None]:
+    """ADF statistics of ``x`` for several ``regression`` values, sharing one Gram."""
+    out: dict[str, tuple[float, int, int, float, bool] | None] = {}
+    lags = {r: adf_maxlag(x.shape[0], r) for r in regressions}
+    valid = [lags[r] for r in regressions if lags[r] >= 0]
+    if not valid:
+        return dict.fromkeys(regressions)
+    big_p = max(valid)
+    z = _design(x, big_p)
+    zs = z[big_p:]
+    g_big = zs.T @ zs
+    for r in regressions:
+        if lags[r] < 0:
+            out[r] = None
+            continue
+        res = _adf_from_design(z, g_big, big_p, lags[r], r)
+        if res is None:
+            slow = _adf_statsmodels(x, r)
+            out[r] = None if slow is None else (*slow, False)
+        else:
+            out[r] = (*res, True)
+    return out
+
+
+def adf_test(x: np.ndarray, regression: str = "c") -> AdfResult | None:
+    """Augmented Dickey-Fuller test, equal to ``adfuller(x, regression, autolag="AIC")``.
+
+    Args:
+        x: The series (1-d, finite).
+        regression: ``"c"`` (constant) or ``"n"`` (no deterministic term).
+
+    Returns:
+        The result, or ``None`` where statsmodels raises or returns NaN (constant
+        series, too short a series, a perfect fit).
+    """
+    xs = _prepare(x)
+    if xs is None:
+        return None
+    res = _adf_stats(xs, (regression,))[regression]
+    if res is None:
+        return None
+    stat, lag, nobs, ic, fast = res
+    return AdfResult(
+        stat, _pvalue(stat, regression="c" if regression == "c" else "n", n=1), lag, nobs, ic, fast
+    )
+
+
+def _pvalue(stat: float, regression: str, n: int) -> float:
+    return float(mackinnonp(stat, regression=regression, N=n))
+
+
+def eg_stat_from_residuals(resid: np.ndarray, rsquared: float) -> AdfResult | None:
+    """Engle-Granger test from the residuals of the cointegrating OLS ``y ~ 1 + x``.
+
+    Equals ``coint(y, x, trend="c", autolag="aic")``: ADF with ``regression="n"`` on
+    the residuals and MacKinnon's ``N=2``, ``"c"`` p-value; ``-inf``/``0.0`` when the
+    first stage is (almost) perfectly collinear, exactly like statsmodels.
+
+    Args:
+        resid: Residuals of OLS of y on ``[1, x]``.
+        rsquared: That regression's R^2.
+
+    Returns:
+        The result (``pvalue`` is the EG p-value) or ``None`` when undefined.
+    """
+    if not math.isfinite(rsquared):
+        return None
+    if rsquared >= 1 - 100 * SQRTEPS:
+        return AdfResult(-math.inf, _pvalue(-math.inf, "c", 2), 0, resid.shape[0], math.nan)
+    xs = _prepare(resid)
+    if xs is None:
+        return None
+    res = _adf_stats(xs, ("n",))["n"]
+    if res is None:
+        return None
+    stat, lag, nobs, ic, fast = res
+    return AdfResult(stat, _pvalue(stat, "c", 2), lag, nobs, ic, fast)
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadTests:
+    """ADF (``regression="c"``) and Engle-Granger results for one window.
+
+    Attributes:
+        adf: ``adfuller(spreads, regression="c", autolag="AIC")`` equivalent.
+        eg: ``coint(y, x, trend="c", autolag="aic")`` equivalent.
+    """
+
+    adf: AdfResult | None
+    eg: AdfResult | None
+
+
+def spread_tests(spreads: np.ndarray, rsquared: float | None) -> SpreadTests:
+    """Both unit-root tests of one window's OLS spreads, sharing the lag design.
+
+    The Engle-Granger first stage is the same OLS of y on ``[1, x]`` that defines
+    the spreads, so its residuals *are* the window spreads.
+
+    Args:
+        spreads: Residuals ``y - alpha - beta x`` of the window's OLS fit.
+        rsquared: R^2 of that fit (``None`` if y is constant: EG undefined).
+
+    Returns:
+        Both results; each is ``None`` where undefined.
+    """
+    xs = _prepare(spreads)
+    collinear = rsquared is not None and rsquared >= 1 - 100 * SQRTEPS
+    if xs is None:
+        if rsquared is not None and collinear:
+            return SpreadTests(None, eg_stat_from_residuals(spreads, rsquared))
+        return SpreadTests(None, None)
+    regs = ("c",) if (rsquared is None or collinear) else ("c", "n")
+    stats = _adf_stats(xs, regs)
+    adf = None
+    c = stats["c"]
+    if c is not None:
+        adf = AdfResult(c[0], _pvalue(c[0], "c", 1), c[1], c[2], c[3], c[4])
+    eg = None
+    if rsquared is not None and collinear:
+        eg = eg_stat_from_residuals(spreads, rsquared)
+    elif rsquared is not None and stats["n"] is not None:
+        s = stats["n"]
+        eg = AdfResult(s[0], _pvalue(s[0], "c", 2), s[1], s[2], s[3], s[4])
+    return SpreadTests(adf, eg)
+
+
+def coint_test(y: np.ndarray, x: np.ndarray) -> AdfResult | None:
+    """Engle-Granger test of ``y`` on ``x``, equal to ``coint(y, x, trend="c", autolag="aic")``.
+
+    Args:
+        y: Dependent series (1-d, finite).
+        x: Regressor series, same length.
+
+    Returns:
+        The result (``stat`` = ``coint(...)[0]``, ``pvalue`` = ``coint(...)[1]``) or
+        ``None`` where undefined (a constant leg, too short).
+    """
+    y = np.asarray(y, dtype=float)
+    x = np.asarray(x, dtype=float)
+    if y.shape != x.shape or y.ndim != 1 or y.shape[0] < 3:
+        return None
+    yc = y - y.mean()
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    syy = float(yc @ yc)
+    if sxx == 0.0 or syy == 0.0:
+        return None
+    beta = float(xc @ yc) / sxx
+    resid = yc - beta * xc
+    ssr = float(resid @ resid)
+    return eg_stat_from_residuals(resid, 1.0 - ssr / syy)

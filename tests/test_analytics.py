@@ -1,0 +1,682 @@
+"""Pair analytics operator: alignment, statistics vs statsmodels, signals, dataflow."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from bytewax.dataflow import Dataflow
+from bytewax.operators import input as op_input
+from bytewax.operators import output as op_output
+from bytewax.testing import TestingSink, TestingSource, run_main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from statsmodels.tsa.stattools import adfuller, coint
+
+from operators.analytics import (
+    EXIT,
+    LONG_SPREAD,
+    SHORT_SPREAD,
+    PairAnalyticsLogic,
+    advance,
+    ingest,
+    new_state,
+    pair_analytics,
+    pair_analytics_op,
+    pair_key,
+    route,
+    signals_for,
+)
+from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
+
+Y, X = "BTCUSDT", "ETHUSDT"
+KEY = pair_key(Y, X, "1s")
+T0 = 1_723_161_255_000
+TF = 1000
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TRADES = DATA / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+STAT_COLS = ("alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def bar(symbol: str, t: int, close: float, tf: str = "1s") -> Bar:
+    return Bar(symbol, tf, t, close, close, close, close, 1.0, close, 1, 0.5, 1, 1)
+
+
+def bars_for(symbol: str, closes: np.ndarray, t0: int = T0) -> list[Bar]:
+    """A bar per grid interval where ``closes`` is not NaN (NaN = no trade)."""
+    return [bar(symbol, t0 + i * TF, float(c)) for i, c in enumerate(closes) if not math.isnan(c)]
+
+
+def merge_by_time(*legs: list[Bar | Watermark]) -> list[Bar | Watermark]:
+    items = [it for leg in legs for it in leg]
+    return sorted(items, key=lambda it: it.open_time_ms if isinstance(it, Bar) else it.through_ms)
+
+
+def run_logic(
+    items: list[Bar | Watermark],
+    window: int,
+    batches: list[int] | None = None,
+    eof: bool = True,
+    **kw: float,
+) -> tuple[list[AnalyticsRow], list[Signal], list[Stat], PairAnalyticsLogic]:
+    """Feed items through :class:`PairAnalyticsLogic` (as bytewax would), split outputs."""
+    logic = PairAnalyticsLogic(None, lambda key: new_state(key, window, **kw))
+    out: list = []
+    sizes = batches or [1] * len(items)
+    i = 0
+    for size in sizes:
+        chunk = items[i : i + size]
+        i += size
+        if chunk:
+            out.extend(logic.on_batch([(KEY, it) for it in chunk])[0])
+    if i < len(items):
+        out.extend(logic.on_batch([(KEY, it) for it in items[i:]])[0])
+    if eof:
+        out.extend(logic.on_eof()[0])
+    rows = [o for o in out if isinstance(o, AnalyticsRow)]
+    sigs = [o for o in out if isinstance(o, Signal)]
+    stats = [o for o in out if isinstance(o, Stat)]
+    return rows, sigs, stats, logic
+
+
+def oracle(y_close: np.ndarray, x_close: np.ndarray) -> dict[str, float | None]:
+    """Independent statsmodels/numpy computation of one window's statistics."""
+    y, x = np.log(y_close), np.log(x_close)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.OLS(y, sm.add_constant(x)).fit()
+        s = np.asarray(fit.resid)
+        lam = sm.OLS(np.diff(s), sm.add_constant(s[:-1])).fit().params[1]
+        out = {
+            "alpha": float(fit.params[0]),
+            "beta": float(fit.params[1]),
+            "spread": float(s[-1]),
+            "zscore": float((s[-1] - s.mean()) / s.std(ddof=1)),
+            "corr": float(np.corrcoef(np.diff(y), np.diff(x))[0, 1]),
+            "adf_pvalue": float(adfuller(s, regression="c", autolag="AIC", result_object=True)[1]),
+            "eg_pvalue": float(coint(y, x, trend="c", autolag="aic")[1]),
+            "half_life": float(-math.log(2) / math.log(1 + lam)) if -1 < lam < 0 else None,
+        }
+    return out
+
+
+TOL = {  # (rel, abs)
+    "alpha": (1e-6, 1e-9),
+    "beta": (1e-6, 1e-9),
+    "spread": (1e-6, 1e-9),
+    "zscore": (1e-6, 1e-6),
+    "corr": (1e-6, 1e-9),
+    "adf_pvalue": (0.0, 1e-6),
+    "eg_pvalue": (0.0, 1e-6),
+    "half_life": (1e-6, 1e-9),
+}
+
+
+def assert_row_matches(row: AnalyticsRow, ref: dict[str, float | None]) -> None:
+    for col in STAT_COLS:
+        got, want = getattr(row, col), ref[col]
+        if want is None:
+            assert got is None, col
+            continue
+        rel, abs_ = TOL[col]
+        assert got == pytest.approx(want, rel=rel, abs=abs_), (col, row.ts_ms)
+
+
+def assert_no_nan(row: AnalyticsRow) -> None:
+    for col in ("y_close", "x_close", *STAT_COLS):
+        v = getattr(row, col)
+        assert v is None or (isinstance(v, float) and math.isfinite(v)), (col, v)
+
+
+def trades_closes() -> pd.DataFrame:
+    """Last price per (symbol, 1s interval) of the real trades; NaN = no trade."""
+    if not TRADES.exists():
+        pytest.skip(f"shared data not found at {TRADES}")
+    with gzip.open(TRADES, "rt") as fh:
+        rows = [json.loads(line)["data"] for line in fh]
+    df = pd.DataFrame(rows)
+    df["price"] = df["p"].astype(float)
+    df["open_time"] = df["T"] // 1000 * 1000
+    last = df.sort_values(["s", "t"]).groupby(["s", "open_time"])["price"].last().unstack(0)
+    return last.reindex(range(int(last.index.min()), int(last.index.max()) + 1000, 1000))
+
+
+@pytest.fixture(scope="module")
+def real_closes() -> pd.DataFrame:
+    return trades_closes()
+
+
+def synthetic_pair(
+    n: int, seed: int, beta: float = 1.5, theta: float = 0.2, coint_: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Closes of x: a log random walk; y = a + b x + OU noise (or an independent walk)."""
+    rng = np.random.default_rng(seed)
+    lx = math.log(2600.0) + np.cumsum(rng.normal(0, 1e-3, n))
+    if coint_:
+        u = np.zeros(n)
+        for t in range(1, n):
+            u[t] = (1 - theta) * u[t - 1] + rng.normal(0, 5e-4)
+        ly = 11.0 - beta * math.log(2600.0) + beta * lx + u
+    else:
+        ly = 11.0 + np.cumsum(rng.normal(0, 1e-3, n))
+    return np.exp(ly), np.exp(lx)
+
+
+# ---------------------------------------------------------------- oracle tests
+
+
+def test_analytics_equals_statsmodels_on_real_btc_eth_1s_closes(real_closes: pd.DataFrame) -> None:
+    raw = real_closes
+    items = merge_by_time(
+        bars_for(Y, raw[Y].to_numpy(), int(raw.index[0])),
+        bars_for(X, raw[X].to_numpy(), int(raw.index[0])),
+    )
+    w = 300
+    rows, _, _, _ = run_logic(items, w)
+    # Oracle grid: from the first second where both have traded, forward-filled.
+    start = max(raw[Y].first_valid_index(), raw[X].first_valid_index())
+    grid = raw.loc[start:]
+    filled = grid.isna()
+    grid = grid.ffill()
+    assert len(rows) == len(grid) - w + 1
+    for i, row in enumerate(rows):
+        end = i + w
+        assert row.ts_ms == grid.index[end - 1]
+        assert row.y_close == grid[Y].iloc[end - 1]
+        assert row.y_filled == bool(filled[Y].iloc[end - 1])
+        assert row.x_filled == bool(filled[X].iloc[end - 1])
+        assert_no_nan(row)
+        if i % 3 == 0 or i == len(rows) - 1:
+            assert_row_matches(
+                row, oracle(grid[Y].iloc[i:end].to_numpy(), grid[X].iloc[i:end].to_numpy())
+            )
+    assert any(r.x_filled for r in rows)
+
+
+@pytest.mark.parametrize(("w", "seed"), [(20, 1), (37, 2), (64, 3)])
+def test_analytics_equals_statsmodels_on_random_windows_with_gaps(w: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = w + 60
+    yc, xc = synthetic_pair(n, seed, beta=rng.uniform(0.5, 2.0))
+    # Quiet intervals (no bar) on each leg, never the first one.
+    yq = rng.random(n) < 0.3
+    xq = rng.random(n) < 0.3
+    yq[0] = xq[0] = False
+    y_bars = bars_for(Y, np.where(yq, np.nan, yc))
+    x_bars = bars_for(X, np.where(xq, np.nan, xc))
+    rows, _, _, _ = run_logic(merge_by_time(y_bars, x_bars), w)
+    y_grid = pd.Series(np.where(yq, np.nan, yc)).ffill().to_numpy()
+    x_grid = pd.Series(np.where(xq, np.nan, xc)).ffill().to_numpy()
+    last_trade = max(np.flatnonzero(~yq).max(), np.flatnonzero(~xq).max())
+    assert len(rows) == last_trade + 1 - w + 1
+    for i, row in enumerate(rows):
+        assert row.y_filled == bool(yq[i + w - 1])
+        assert_row_matches(row, oracle(y_grid[i : i + w], x_grid[i : i + w]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_synthetic_cointegrated_pair_recovers_beta_and_gives_eg_below_5pct(seed: int) -> None:
+    beta = 1.5
+    yc, xc = synthetic_pair(700, seed, beta=beta)
+    rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 300)
+    betas = np.array([r.beta for r in rows])
+    assert abs(np.median(betas) - beta) < 0.05 * beta
+    eg = np.array([r.eg_pvalue for r in rows])
+    assert np.mean(eg < 0.05) > 0.95
+    assert rows[-1].eg_pvalue < 0.05
+    hl = [r.half_life for r in rows if r.half_life is not None]
+    # OU with theta=0.2: half-life ln2/-ln(0.8) ~ 3.1 bars
+    assert 1.5 < float(np.median(hl)) < 6.0
+
+
+def test_independent_random_walks_mostly_give_eg_above_5pct() -> None:
+    above = 0
+    seeds = range(20)
+    for seed in seeds:
+        yc, xc = synthetic_pair(320, 100 + seed, coint_=False)
+        rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 300)
+        above += rows[-1].eg_pvalue > 0.05
+    assert above >= 16
+
+
+# ---------------------------------------------------------------- edge cases
+
+
+def test_analytics_when_window_longer_than_data_emits_nothing() -> None:
+    yc, xc = synthetic_pair(50, 0)
+    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 51)
+    assert rows == []
+    assert sigs == []
+    rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 50)
+    assert len(rows) == 1
+
+
+def test_analytics_constant_x_leg_gives_none_where_undefined_without_crash() -> None:
+    yc, _ = synthetic_pair(80, 1)
+    xc = np.full(80, 2600.0)
+    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
+    assert len(rows) == 51
+    for row in rows:
+        assert_no_nan(row)
+        for col in STAT_COLS:
+            assert getattr(row, col) is None, col
+    assert sigs == []
+
+
+def test_analytics_constant_y_leg_gives_zero_beta_and_none_for_z_tests_and_corr() -> None:
+    _, xc = synthetic_pair(80, 2)
+    yc = np.full(80, 61000.0)
+    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
+    for row in rows:
+        assert_no_nan(row)
+        assert row.beta == 0.0
+        assert row.alpha == pytest.approx(math.log(61000.0), rel=1e-15)
+        assert row.spread == 0.0
+        for col in ("zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life"):
+            assert getattr(row, col) is None, col
+    assert sigs == []
+
+
+def test_analytics_leg_constant_then_moving_becomes_defined_again() -> None:
+    yc, xc = synthetic_pair(120, 3)
+    xc[20:70] = xc[20]  # X flat for 50 intervals (> W): stats undefined, then back
+    rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
+    by_t = {r.ts_ms: r for r in rows}
+    assert by_t[T0 + 69 * TF].beta is None
+    assert by_t[T0 + 75 * TF].beta is not None
+    for r in rows:
+        assert_no_nan(r)
+        if r.beta is not None:
+            i = (r.ts_ms - T0) // TF
+            assert_row_matches(r, oracle(yc[i - 29 : i + 1], xc[i - 29 : i + 1]))
+
+
+def test_analytics_one_leg_silent_for_many_intervals_is_forward_filled_via_watermarks() -> None:
+    n, w = 120, 30
+    yc, xc = synthetic_pair(n, 4)
+    silent = range(40, 90)
+    x_items: list[Bar | Watermark] = []
+    for i in range(n):
+        if i in silent:
+            x_items.append(Watermark(X, "1s", T0 + (i + 1) * TF))  # no bar, interval closed
+        else:
+            x_items.append(bar(X, T0 + i * TF, float(xc[i])))
+    items = merge_by_time(bars_for(Y, yc), x_items)
+    # Stop before X's first bar after the silence: rows must already cover it.
+    cut = next(
+        k
+        for k, it in enumerate(items)
+        if isinstance(it, Bar) and it.symbol == X and it.open_time_ms == T0 + 90 * TF
+    )
+    rows, _, _, _ = run_logic(items[:cut], w, eof=False)
+    by_t = {r.ts_ms: r for r in rows}
+    for i in silent:
+        r = by_t[T0 + i * TF]
+        assert r.x_filled
+        assert not r.y_filled
+        assert r.x_close == xc[39]
+        assert_no_nan(r)
+    x_grid = xc.copy()
+    x_grid[40:90] = xc[39]
+    # Window ending at 55: X moves until 39, then carried: equal to the oracle.
+    assert_row_matches(by_t[T0 + 55 * TF], oracle(yc[26:56], x_grid[26:56]))
+    # Window ending at 89 lies inside the silence: X constant, stats undefined.
+    assert by_t[T0 + 89 * TF].beta is None
+
+
+def test_rows_wait_for_the_slower_leg_until_its_bar_or_watermark() -> None:
+    yc, xc = synthetic_pair(60, 5)
+    w = 10
+    items = bars_for(Y, yc) + bars_for(X, xc[:20])  # X stops reporting after 20
+    rows, _, _, logic = run_logic(items, w, eof=False)
+    assert max(r.ts_ms for r in rows) == T0 + 19 * TF
+    out, _ = logic.on_batch([(KEY, Watermark(X, "1s", T0 + 35 * TF))])
+    new_rows = [o for o in out if isinstance(o, AnalyticsRow)]
+    assert [r.ts_ms for r in new_rows] == [T0 + i * TF for i in range(20, 35)]
+    assert all(r.x_filled for r in new_rows)
+
+
+def test_grid_starts_at_first_interval_where_both_legs_have_traded() -> None:
+    n, w = 60, 20
+    yc, xc = synthetic_pair(n, 6)
+    y_bars = bars_for(Y, yc)  # Y trades from interval 0 ...
+    y_bars = [b for b in y_bars if b.open_time_ms != T0 + 7 * TF]  # ... but not at 7
+    x_bars = bars_for(X, np.where(np.arange(n) < 7, np.nan, xc))  # X from interval 7
+    rows, _, _, logic = run_logic(merge_by_time(y_bars, x_bars), w)
+    assert logic.state.grid_points == n - 7  # grid = intervals 7 .. 59
+    assert len(rows) == n - 7 - w + 1
+    first = rows[0]
+    assert first.ts_ms == T0 + (7 + w - 1) * TF
+    # The grid's first point carries Y's close of interval 6 into interval 7.
+    y_grid = yc[7 : 7 + w].copy()
+    y_grid[0] = yc[6]
+    assert_row_matches(first, oracle(y_grid, xc[7 : 7 + w]))
+    assert rows[1].ts_ms == first.ts_ms + TF
+
+
+def test_eof_flushes_up_to_the_last_interval_either_leg_traded() -> None:
+    yc, xc = synthetic_pair(50, 7)
+    items = merge_by_time(bars_for(Y, yc[:50]), bars_for(X, xc[:30]))
+    rows, _, _, _ = run_logic(items, 10, eof=False)
+    # Without EOF, X has only passed interval 29.
+    assert max(r.ts_ms for r in rows) == T0 + 29 * TF
+    rows, _, _, _ = run_logic(items, 10, eof=True)
+    assert max(r.ts_ms for r in rows) == T0 + 49 * TF
+    assert all(r.x_filled for r in rows if r.ts_ms > T0 + 29 * TF)
+
+
+def test_late_bar_for_an_emitted_interval_is_ignored_and_counted() -> None:
+    yc, xc = synthetic_pair(60, 8)
+    items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
+    clean, _, _, _ = run_logic(items, 20)
+    late = bar(X, T0 + 30 * TF, float(xc[30]) * 1.5)
+    k = next(i for i, it in enumerate(items) if it.open_time_ms == T0 + 45 * TF)
+    rows, _, stats, logic = run_logic([*items[:k], late, *items[k:]], 20)
+    assert rows == clean
+    assert logic.state.late_bars == 1
+    assert [(s.metric, s.value) for s in stats] == [("late_bars_total", 1)]
+
+
+def test_amended_bar_before_its_interval_is_placed_replaces_the_first() -> None:
+    yc, xc = synthetic_pair(40, 9)
+    items = merge_by_time(bars_for(Y, yc[:29]), bars_for(X, xc[:29]))
+    # X's interval-29 bar arrives twice before Y has passed 29: the second one wins.
+    amended = float(xc[29]) * 1.01
+    items += [bar(X, T0 + 29 * TF, float(xc[29])), bar(X, T0 + 29 * TF, amended)]
+    items += [bar(Y, T0 + 29 * TF, float(yc[29]))]
+    rows, _, _, logic = run_logic(items, 10, eof=True)
+    assert rows[-1].ts_ms == T0 + 29 * TF
+    assert rows[-1].x_close == amended
+    assert logic.state.late_bars == 0
+
+
+def test_bar_with_bad_close_or_misaligned_open_is_ignored_and_counted() -> None:
+    state = new_state(KEY, 5)
+    ingest(state, bar(Y, T0, float("nan")))
+    ingest(state, bar(Y, T0, -1.0))
+    ingest(state, bar(Y, T0 + 1, 100.0))  # not aligned to the 1s grid
+    assert state.bad_bars == 3
+    assert state.y.pending == {}
+
+
+def test_pvalue_every_k_computes_pvalues_every_k_grid_points() -> None:
+    yc, xc = synthetic_pair(100, 10)
+    items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
+    every1, _, _, _ = run_logic(items, 40)
+    every5, _, _, _ = run_logic(items, 40, pvalue_every=5)
+    assert len(every1) == len(every5)
+    for i, (a, b) in enumerate(zip(every1, every5, strict=True)):
+        if i % 5 == 0:
+            assert (b.adf_pvalue, b.eg_pvalue) == (a.adf_pvalue, a.eg_pvalue)
+            assert b.adf_pvalue is not None
+        else:
+            assert b.adf_pvalue is None
+            assert b.eg_pvalue is None
+        assert (b.zscore, b.beta, b.half_life) == (a.zscore, a.beta, a.half_life)
+
+
+@st.composite
+def messy_legs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    n = draw(st.integers(5, 80))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    legs = []
+    for _ in range(2):
+        kind = draw(st.sampled_from(["walk", "constant", "steps", "huge", "tiny"]))
+        if kind == "walk":
+            c = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+        elif kind == "constant":
+            c = np.full(n, 3.0)
+        elif kind == "steps":
+            c = np.repeat(rng.uniform(1, 2, n // 10 + 1), 10)[:n]
+        elif kind == "huge":
+            c = 1e12 * np.exp(np.cumsum(rng.normal(0, 1e-6, n)))
+        else:
+            c = 1e-8 * np.exp(np.cumsum(rng.normal(0, 1e-2, n)))
+        quiet = rng.random(n) < draw(st.sampled_from([0.0, 0.5, 0.9]))
+        quiet[0] = False
+        legs.append(np.where(quiet, np.nan, c))
+    return legs[0], legs[1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messy_legs(), st.integers(3, 25))
+def test_analytics_never_emits_nan_or_inf(legs: tuple[np.ndarray, np.ndarray], w: int) -> None:
+    yb, xb = legs
+    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yb), bars_for(X, xb)), w)
+    for row in rows:
+        assert_no_nan(row)
+    for s in sigs:
+        assert math.isfinite(s.zscore)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.data())
+def test_batching_and_leg_interleaving_do_not_change_rows(seed: int, data: st.DataObject) -> None:
+    rng = np.random.default_rng(seed)
+    n = 45
+    yc, xc = synthetic_pair(n, seed % 1000)
+    yc = np.where(rng.random(n) < 0.3, np.nan, yc)
+    xc = np.where(rng.random(n) < 0.3, np.nan, xc)
+    yc[0] = 61000.0
+    xc[0] = 2600.0
+    y_items: list[Bar | Watermark] = []
+    for i, c in enumerate(yc):
+        y_items.append(
+            Watermark(Y, "1s", T0 + (i + 1) * TF)
+            if math.isnan(c)
+            else bar(Y, T0 + i * TF, float(c))
+        )
+    x_items = bars_for(X, xc)  # X: bars only, no watermarks
+    reference, ref_sigs, _, _ = run_logic(merge_by_time(y_items, x_items), 12)
+    # Random interleaving that keeps each leg's own order, random batch sizes.
+    order = data.draw(st.permutations([0] * len(y_items) + [1] * len(x_items)))
+    qs = [list(y_items), list(x_items)]
+    mixed = [qs[leg].pop(0) for leg in order]
+    sizes = data.draw(st.lists(st.integers(1, 20), min_size=1, max_size=40))
+    rows, sigs, _, _ = run_logic(mixed, 12, batches=sizes)
+    assert rows == reference
+    assert sigs == ref_sigs
+
+
+def test_state_snapshot_pickles_and_resumes_identically() -> None:
+    yc, xc = synthetic_pair(120, 11)
+    items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
+    full, full_sigs, _, _ = run_logic(items, 30)
+    logic = PairAnalyticsLogic(None, lambda key: new_state(key, 30))
+    out = list(logic.on_batch([(KEY, it) for it in items[:150]])[0])
+    snap = pickle.loads(pickle.dumps(logic.snapshot()))
+    resumed = PairAnalyticsLogic(snap, lambda key: new_state(key, 30))
+    out += resumed.on_batch([(KEY, it) for it in items[150:]])[0]
+    out += resumed.on_eof()[0]
+    assert [o for o in out if isinstance(o, AnalyticsRow)] == full
+    assert [o for o in out if isinstance(o, Signal)] == full_sigs
+
+
+# ---------------------------------------------------------------- signals
+
+
+def scripted_row(z: float | None, i: int) -> AnalyticsRow:
+    return AnalyticsRow(
+        f"{Y}/{X}",
+        "1s",
+        T0 + i * TF,
+        30,
+        1.0,
+        1.0,
+        None,
+        None,
+        None,
+        z,
+        None,
+        None,
+        None,
+        None,
+        False,
+        False,
+    )
+
+
+def test_signals_follow_a_scripted_zscore_path() -> None:
+    state = new_state(KEY, 30, entry_z=2.0, exit_z=0.5)
+    path = [
+        0.0,
+        1.9,
+        2.1,
+        2.5,
+        1.0,
+        2.2,
+        0.4,
+        0.3,
+        -2.1,
+        -3.0,
+        None,
+        -0.6,
+        -0.4,
+        2.6,
+        -2.4,
+        0.1,
+        -0.2,
+    ]
+    got = []
+    for i, z in enumerate(path):
+        for s in signals_for(state, scripted_row(z, i)):
+            got.append((i, s.kind, s.zscore))
+    assert got == [
+        (2, SHORT_SPREAD, 2.1),  # crosses above +2
+        (6, EXIT, 0.4),  # back inside +-0.5 (2.2 at i=5 is no new entry: already short)
+        (8, LONG_SPREAD, -2.1),  # crosses below -2
+        (12, EXIT, -0.4),  # None at 10 changes nothing; -0.6 is not inside yet
+        (13, SHORT_SPREAD, 2.6),
+        (14, LONG_SPREAD, -2.4),  # jumps across: flips
+        (15, EXIT, 0.1),
+    ]
+
+
+def test_signals_are_emitted_with_rows_from_the_zscore() -> None:
+    yc, xc = synthetic_pair(400, 12)
+    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 60)
+    z_by_t = {r.ts_ms: r.zscore for r in rows}
+    assert sigs, "an OU spread crosses +-2 sigma within 340 rows"
+    for s in sigs:
+        assert s.zscore == z_by_t[s.ts_ms]
+        assert s.pair == f"{Y}/{X}"
+    # Replaying the rows' z through the state machine gives the same signals.
+    state = new_state(KEY, 60)
+    assert [s for r in rows for s in signals_for(state, r)] == sigs
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def test_route_sends_each_item_to_every_pair_and_tf_holding_its_symbol() -> None:
+    pairs = (("BTCUSDT", "ETHUSDT"), ("BTCUSDT", "SOLUSDT"), ("ETHUSDT", "SOLUSDT"))
+    windows = {"1s": 300, "1m": 120}
+    b = bar("BTCUSDT", T0, 1.0)
+    assert [k for k, _ in route(b, pairs, windows)] == [
+        "BTCUSDT/ETHUSDT|1s",
+        "BTCUSDT/SOLUSDT|1s",
+    ]
+    wm = Watermark("SOLUSDT", "1m", T0)
+    assert [v for _, v in route(wm, pairs, windows)] == [
+        ("BTCUSDT/SOLUSDT|1m", wm),
+        ("ETHUSDT/SOLUSDT|1m", wm),
+    ]
+    assert route(bar("BTCUSDT", T0, 1.0, tf="5m"), pairs, windows) == []
+
+
+def test_new_state_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="timeframe"):
+        new_state("A/B|2s", 30)
+    with pytest.raises(ValueError, match="window"):
+        new_state(KEY, 2)
+    with pytest.raises(ValueError, match="pvalue_every"):
+        new_state(KEY, 30, pvalue_every=0)
+    with pytest.raises(ValueError, match="exit_z"):
+        new_state(KEY, 30, entry_z=1.0, exit_z=2.0)
+
+
+def test_dataflow_pair_analytics_end_to_end_with_testing_source() -> None:
+    n = 90
+    yc, xc = synthetic_pair(n, 13)
+    # 1s bars for both legs, X quiet at some intervals (watermarks instead), plus
+    # 1m bars (ignored for a 1s-only config) and a third symbol (ignored).
+    x_items: list[Bar | Watermark] = []
+    for i in range(n):
+        if i % 7 == 3:
+            x_items.append(Watermark(X, "1s", T0 + (i + 1) * TF))
+        else:
+            x_items.append(bar(X, T0 + i * TF, float(xc[i])))
+    noise = [bar("SOLUSDT", T0 + i * TF, 150.0) for i in range(n)]
+    minute = [bar(Y, T0, 61000.0, tf="1m")]
+    items = merge_by_time(bars_for(Y, yc), x_items, noise, minute)
+    expected, expected_sigs, _, _ = run_logic([it for it in items if it.tf == "1s"], 40)
+
+    flow = Dataflow("pair_analytics_test")
+    inp = op_input("inp", flow, TestingSource(items, batch_size=7))
+    rows_s, sigs_s = pair_analytics("pa", inp, ((Y, X),), {"1s": 40})
+    rows_out: list[AnalyticsRow] = []
+    sigs_out: list[Signal] = []
+    op_output("rows", rows_s, TestingSink(rows_out))
+    op_output("sigs", sigs_s, TestingSink(sigs_out))
+    run_main(flow)
+
+    assert rows_out == expected
+    assert sigs_out == expected_sigs
+    assert len(rows_out) == n - 40 + 1
+    assert any(r.x_filled for r in rows_out)
+    x_grid = pd.Series([np.nan if i % 7 == 3 else xc[i] for i in range(n)]).ffill().to_numpy()
+    assert_row_matches(rows_out[-1], oracle(yc[-40:], x_grid[-40:]))
+
+
+def test_dataflow_operator_exposes_late_bar_stats() -> None:
+    yc, xc = synthetic_pair(30, 14)
+    items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
+    items.append(bar(X, T0 + 2 * TF, 1.0))  # late: interval 2 is long placed
+    flow = Dataflow("pair_analytics_stats")
+    inp = op_input("inp", flow, TestingSource(items))
+    out = pair_analytics_op("pa", inp, ((Y, X),), {"1s": 10})
+    stats: list[Stat] = []
+    rows: list[AnalyticsRow] = []
+    op_output("stats", out.stats, TestingSink(stats))
+    op_output("rows", out.rows, TestingSink(rows))
+    run_main(flow)
+    assert len(rows) == 21
+    assert [(s.component, s.metric, s.value) for s in stats] == [
+        (f"analytics:{KEY}", "late_bars_total", 1)
+    ]
+
+
+def test_advance_before_both_legs_traded_emits_nothing() -> None:
+    state = new_state(KEY, 3)
+    for i in range(10):
+        ingest(state, bar(Y, T0 + i * TF, 1.0 + i))
+    ingest(state, Watermark(X, "1s", T0 + 10 * TF))
+    assert advance(state, eof=True) == []
+    assert state.next_ms is None
+    # Pre-grid Y bars were compacted to the one that can still be carried.
+    assert list(state.y.pending) == [T0 + 9 * TF]
+
+
+def test_analytics_pre_grid_buffer_is_bounded_when_one_leg_never_trades():
+    from operators.analytics import PRE_GRID_MAX_BARS, advance, ingest, new_state
+    from pairflow.records import Bar
+
+    state = new_state("BTCUSDT/ETHUSDT|1s", 20)
+    base = 1_723_161_600_000
+    for i in range(PRE_GRID_MAX_BARS + 500):
+        bar = Bar("BTCUSDT", "1s", base + i * 1000, 1.0, 1.0, 1.0, 1.0 + i, 1.0, 1.0, 1, 0.0, i, i)
+        ingest(state, bar)
+        advance(state)
+    assert len(state.y.pending) <= PRE_GRID_MAX_BARS
+    assert max(state.y.pending) == base + (PRE_GRID_MAX_BARS + 499) * 1000

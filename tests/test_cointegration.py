@@ -1,0 +1,255 @@
+"""Fast ADF / Engle-Granger against statsmodels' adfuller and coint."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from statsmodels.tsa.stattools import adfuller, coint
+
+from operators.cointegration import (
+    adf_maxlag,
+    adf_test,
+    coint_test,
+    eg_stat_from_residuals,
+    spread_tests,
+)
+
+P_ATOL = 1e-6
+STAT_RTOL = 1e-6
+STAT_ATOL = 1e-6
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TRADES = DATA / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+
+
+def sm_adf(x: np.ndarray, regression: str = "c"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return adfuller(x, regression=regression, autolag="AIC", result_object=True)
+
+
+def sm_coint(y: np.ndarray, x: np.ndarray):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return coint(y, x, trend="c", autolag="aic")
+
+
+def assert_adf_equal(x: np.ndarray, regression: str) -> None:
+    ref = sm_adf(x, regression)
+    got = adf_test(x, regression)
+    assert got is not None
+    assert got.usedlag == ref.lags
+    assert got.nobs == ref.nobs
+    assert got.stat == pytest.approx(ref.statistic, rel=STAT_RTOL, abs=STAT_ATOL)
+    assert got.pvalue == pytest.approx(ref.pvalue, abs=P_ATOL)
+    assert got.icbest == pytest.approx(ref.icbest, rel=1e-9, abs=1e-6)
+
+
+@st.composite
+def random_series(draw: st.DrawFn) -> np.ndarray:
+    n = draw(st.integers(20, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["rw", "ar1", "noise", "ar2", "ffill"]))
+    e = rng.normal(0, draw(st.sampled_from([1e-5, 1e-2, 1.0, 100.0])), n)
+    if kind == "rw":
+        x = np.cumsum(e)
+    elif kind == "ar1":
+        phi = draw(st.floats(-0.9, 0.99))
+        x = np.zeros(n)
+        for t in range(1, n):
+            x[t] = phi * x[t - 1] + e[t]
+    elif kind == "ar2":
+        x = np.zeros(n)
+        for t in range(2, n):
+            x[t] = 0.5 * x[t - 1] + 0.3 * x[t - 2] + e[t]
+    elif kind == "ffill":
+        # prices that repeat (forward-filled quiet seconds)
+        keep = rng.random(n) < 0.4
+        keep[0] = True
+        x = pd.Series(np.where(keep, np.cumsum(e), np.nan)).ffill().to_numpy()
+    else:
+        x = e
+    return x + draw(st.sampled_from([0.0, 11.0, -3.0]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_series(), st.sampled_from(["c", "n"]))
+def test_adf_equals_statsmodels_adfuller_on_random_series(x: np.ndarray, regression: str) -> None:
+    if x.max() == x.min():
+        assert adf_test(x, regression) is None
+        return
+    assert_adf_equal(x, regression)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_series(), st.integers(0, 2**32 - 1), st.floats(-2, 2))
+def test_coint_equals_statsmodels_coint_on_random_pairs(x: np.ndarray, seed: int, b: float) -> None:
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    scale = float(np.std(np.diff(x))) or 1.0
+    y = 0.3 + b * x + np.cumsum(rng.normal(0, scale, n)) * rng.integers(0, 2)
+    y = y + rng.normal(0, scale, n)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        assert coint_test(y, x) is None
+        return
+    # The oracle is statsmodels' coint on centred inputs: the test is invariant to
+    # shifting y or x (the first stage has a constant), and statsmodels solves the
+    # uncentred design [x, 1], whose rounding error on a series near 11 moving by
+    # 1e-5 (cond ~1e7) exceeds our tolerance; centred, it is well conditioned.
+    ref = sm_coint(y - y.mean(), x - x.mean())
+    got = coint_test(y, x)
+    assert got is not None
+    assert got.stat == pytest.approx(ref[0], rel=STAT_RTOL, abs=STAT_ATOL)
+    assert got.pvalue == pytest.approx(ref[1], abs=P_ATOL)
+    if abs(x.mean()) < 1e-6 * np.ptp(x) * len(x) and abs(y.mean()) < 1e-6 * np.ptp(y) * len(y):
+        raw = sm_coint(y, x)
+        assert got.pvalue == pytest.approx(raw[1], abs=P_ATOL)
+
+
+@pytest.mark.parametrize("nobs", [3, 5, 10, 19, 20, 21, 35, 36, 37, 60, 100, 300, 1000, 5000])
+@pytest.mark.parametrize("regression", ["c", "n"])
+def test_adf_maxlag_follows_statsmodels_rule(nobs: int, regression: str) -> None:
+    rng = np.random.default_rng(nobs)
+    x = np.cumsum(rng.normal(size=nobs))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = adfuller(x, regression=regression, autolag="AIC", store=True)
+    except ValueError:
+        assert adf_maxlag(nobs, regression) < 0
+        assert adf_test(x, regression) is None
+        return
+    assert adf_maxlag(nobs, regression) == res[-1].maxlag
+
+
+def test_adf_of_a_constant_series_is_none_like_statsmodels_raising() -> None:
+    x = np.full(100, 11.0)
+    with pytest.raises(ValueError, match="constant"):
+        adfuller(x)
+    assert adf_test(x) is None
+    assert spread_tests(x - 11.0, None).adf is None
+
+
+def test_coint_of_collinear_pair_is_zero_like_statsmodels() -> None:
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.normal(size=200))
+    y = 2.0 + 0.5 * x + rng.normal(0, 1e-9, 200)  # R^2 ~ 1
+    ref = sm_coint(y, x)
+    got = coint_test(y, x)
+    assert got is not None
+    assert got.stat == ref[0] == -np.inf
+    assert got.pvalue == ref[1] == 0.0
+
+
+def test_spread_tests_equal_separate_adf_and_coint_calls() -> None:
+    rng = np.random.default_rng(4)
+    for n in (20, 25, 35, 36, 37, 100, 300):
+        x = 8 + np.cumsum(rng.normal(0, 1e-3, n))
+        y = 11 + 1.2 * (x - 8) + rng.normal(0, 5e-4, n)
+        fit = sm.OLS(y, sm.add_constant(x)).fit()
+        got = spread_tests(np.asarray(fit.resid), float(fit.rsquared))
+        ref_adf = sm_adf(np.asarray(fit.resid), "c")
+        ref_eg = sm_coint(y, x)
+        assert got.adf is not None
+        assert got.adf.stat == pytest.approx(ref_adf.statistic, rel=STAT_RTOL, abs=STAT_ATOL)
+        assert got.adf.pvalue == pytest.approx(ref_adf.pvalue, abs=P_ATOL)
+        if np.isnan(ref_eg[0]):  # W=20: the 'n' ADF has no residual dof
+            assert got.eg is None or got.eg.pvalue == pytest.approx(ref_eg[1], abs=P_ATOL)
+            continue
+        assert got.eg is not None
+        assert got.eg.stat == pytest.approx(ref_eg[0], rel=STAT_RTOL, abs=STAT_ATOL)
+        assert got.eg.pvalue == pytest.approx(ref_eg[1], abs=P_ATOL)
+
+
+def test_eg_from_residuals_is_none_for_nan_rsquared() -> None:
+    assert eg_stat_from_residuals(np.arange(10.0), float("nan")) is None
+
+
+def test_degenerate_windows_fall_back_to_statsmodels_and_still_agree() -> None:
+    # Moves only in the first 11 steps and the last one: in the lag search's common
+    # sample the first lagged-difference column is all zero (singular design).
+    d = np.zeros(99)
+    d[:11] = np.arange(1, 12) * 0.01 * np.array([1, -1] * 5 + [1])
+    d[98] = 0.05
+    x = np.concatenate([[1.0], 1.0 + np.cumsum(d)])
+    got = adf_test(x, "c")
+    ref = sm_adf(x, "c")
+    assert got is not None
+    assert not got.fast
+    assert got.stat == pytest.approx(ref.statistic, rel=STAT_RTOL, abs=STAT_ATOL)
+    assert got.pvalue == pytest.approx(ref.pvalue, abs=P_ATOL)
+
+
+def one_second_closes() -> pd.DataFrame:
+    """Last trade price per (symbol, second), forward-filled on the common 1s grid."""
+    if not TRADES.exists():
+        pytest.skip(f"shared data not found at {TRADES}")
+    with gzip.open(TRADES, "rt") as fh:
+        rows = [json.loads(line)["data"] for line in fh]
+    df = pd.DataFrame(rows)
+    df["price"] = df["p"].astype(float)
+    df["open_time"] = df["T"] // 1000 * 1000
+    last = df.sort_values(["s", "t"]).groupby(["s", "open_time"])["price"].last().unstack(0)
+    start = max(last[c].first_valid_index() for c in last.columns)
+    grid = range(start, int(last.index.max()) + 1000, 1000)
+    return last.reindex(grid).ffill()
+
+
+def test_adf_and_coint_equal_statsmodels_on_real_btc_eth_windows() -> None:
+    closes = one_second_closes()
+    y = np.log(closes["BTCUSDT"].to_numpy())
+    x = np.log(closes["ETHUSDT"].to_numpy())
+    w = 300
+    for end in range(w, len(y) + 1, 7):
+        yw, xw = y[end - w : end], x[end - w : end]
+        fit = sm.OLS(yw, sm.add_constant(xw)).fit()
+        resid = np.asarray(fit.resid)
+        got = spread_tests(resid, float(fit.rsquared))
+        ref_adf = sm_adf(resid, "c")
+        assert got.adf is not None
+        assert got.adf.stat == pytest.approx(ref_adf.statistic, rel=STAT_RTOL, abs=STAT_ATOL)
+        assert got.adf.pvalue == pytest.approx(ref_adf.pvalue, abs=P_ATOL)
+        # coint on centred logs: statsmodels is better conditioned there, and the
+        # test is invariant to the shift.
+        ref_eg = sm_coint(yw - yw.mean(), xw - xw.mean())
+        assert got.eg is not None
+        assert got.eg.stat == pytest.approx(ref_eg[0], rel=STAT_RTOL, abs=STAT_ATOL)
+        assert got.eg.pvalue == pytest.approx(ref_eg[1], abs=P_ATOL)
+        assert coint_test(yw, xw).pvalue == pytest.approx(sm_coint(yw, xw)[1], abs=P_ATOL)
+
+
+def best_of(fn, repeat: int = 5, number: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+def test_fast_tests_are_at_least_10x_faster_than_statsmodels_at_w300() -> None:
+    rng = np.random.default_rng(9)
+    x = 8 + np.cumsum(rng.normal(0, 1e-4, 300))
+    y = 11 + 1.1 * (x - 8) + rng.normal(0, 1e-4, 300)
+    fit = sm.OLS(y, sm.add_constant(x)).fit()
+    resid, rsq = np.asarray(fit.resid), float(fit.rsquared)
+
+    def ours() -> None:
+        spread_tests(resid, rsq)
+
+    def theirs() -> None:
+        sm_adf(resid, "c")
+        sm_coint(y, x)
+
+    ratio = best_of(theirs) / best_of(ours)
+    assert ratio >= 10, f"only {ratio:.1f}x faster"
