@@ -44,6 +44,8 @@ DEFAULTS: dict[str, str] = {
     "BINANCE_WS": BINANCE_WS_DEFAULT,
     "BINANCE_REST": BINANCE_REST_DEFAULT,
     "STREAMS_PER_CONNECTION": "1024",
+    "BINANCE_TUNING": "",
+    "BINANCE_API_KEY": "",
     "REPLAY_SPEED": "max",
     "REPLAY_LOOP": "0",
     "SYNTHETIC_RATE": "50",
@@ -83,6 +85,9 @@ class Settings:
         binance_ws: Base WebSocket URL (no path).
         binance_rest: Base REST URL (no path).
         streams_per_connection: Max streams per combined-stream connection.
+        binance_tuning: ``key=value,...`` overrides of the live source's timeouts and
+            limits (see ``sources.binance.BinanceTuning``).
+        binance_api_key: Optional API key sent on REST backfill calls (never logged).
         replay_speed: ``None`` for as fast as possible, else a real-time factor.
         replay_loop: Replay forever, shifting times so bars arrive "now".
         synthetic_rate: Trades per second per symbol of the synthetic source.
@@ -113,6 +118,8 @@ class Settings:
     binance_ws: str = BINANCE_WS_DEFAULT
     binance_rest: str = BINANCE_REST_DEFAULT
     streams_per_connection: int = 1024
+    binance_tuning: str = ""
+    binance_api_key: str | None = field(default=None, repr=False)
     replay_speed: float | None = None
     replay_loop: bool = False
     synthetic_rate: float = 50.0
@@ -345,6 +352,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "STREAMS_PER_CONNECTION", raw["STREAMS_PER_CONNECTION"], minimum=1, integer=True
             )
         ),
+        binance_tuning=raw["BINANCE_TUNING"].strip(),
+        binance_api_key=raw["BINANCE_API_KEY"].strip() or None,
         replay_speed=speed,
         replay_loop=_flag("REPLAY_LOOP", raw["REPLAY_LOOP"]),
         synthetic_rate=_number("SYNTHETIC_RATE", raw["SYNTHETIC_RATE"], minimum=0.01),

@@ -104,3 +104,9 @@ def test_redact_url_hides_passwords():
     assert redact_url("redis://user:s3cret@host/0") == "redis://user:***@host/0"
     assert "s3cret" not in redact_url("rediss://tok3n@host")
     assert redact_url(None) == "(off)"
+
+
+def test_config_binance_api_key_never_appears_in_repr():
+    s = load_settings({"PAIRFLOW_BINANCE_API_KEY": "s3cretKEY", "PAIRFLOW_BINANCE_TUNING": "x=1"})
+    assert s.binance_api_key == "s3cretKEY"
+    assert "s3cretKEY" not in repr(s) and s.binance_tuning == "x=1"
