@@ -29,7 +29,7 @@ ensure_uv() {
 ensure_python_env() {  # ensure_python_env [--extra dev]
     ensure_uv
     say "installing Python dependencies from uv.lock into .venv"
-    uv sync --frozen --quiet "$@"
+    uv sync --frozen --inexact --quiet "$@"
 }
 
 redis_answers() {
