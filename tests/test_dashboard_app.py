@@ -1,0 +1,375 @@
+"""The Streamlit app under ``streamlit.testing.v1.AppTest``: every control, every empty state."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import streamlit_app as app
+from dashboard.queries import LOOKBACKS
+from pairflow.timeutil import UTC, now_utc
+from sinks.schema import create_all
+from tests.helpers_dbgen import GenSpec, generate_db
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
+PAIR_CHARTS = 7
+ALL_CHARTS = 9  # 7 pair charts + 2 health charts (all tabs are rendered)
+TIMEOUT = 30
+
+
+@pytest.fixture(scope="module")
+def fresh_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three symbols (two pairs), 3 hours ending now: a live-looking database."""
+    path = tmp_path_factory.mktemp("app") / "fresh.db"
+    spec = GenSpec(seconds=3 * 3600, symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"))
+    return generate_db(path, spec)
+
+
+@pytest.fixture(scope="module")
+def replay_like_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data from August 2024, like a replayed recording: old but complete."""
+    path = tmp_path_factory.mktemp("app") / "old.db"
+    end = datetime(2024, 8, 9, 0, 5, 6, tzinfo=UTC)
+    return generate_db(path, GenSpec(seconds=1800, end=end))
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean PAIRFLOW_* environment without Redis."""
+    for name in list(os.environ):
+        if name.startswith("PAIRFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PAIRFLOW_REDIS_URL", "")
+
+
+def run_app() -> AppTest:
+    """Run the app once (``PAIRFLOW_DB`` is set by the ``use_db`` fixture)."""
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+def _texts(elements: object) -> list[str]:
+    return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception element and no error box."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, _texts(at.error)
+
+
+def chart_count(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+@pytest.fixture
+def use_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path | str], None]]:
+    def _use(path: Path | str) -> None:
+        monkeypatch.setenv("PAIRFLOW_DB", str(path))
+
+    yield _use
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_renders_every_chart_and_kpi(use_db, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    at = run_app()
+    assert_clean(at)
+    assert chart_count(at) == ALL_CHARTS
+    labels = [m.label for m in at.metric]
+    for label in (
+        "BTCUSDT last",
+        "ETHUSDT last",
+        "Hedge ratio β",
+        "Z-score",
+        "Return corr.",
+        "Engle-Granger p",
+        "Half-life",
+        "Newest bar age",
+        "Ticks/s",
+        "Rejected inputs",
+        "Late ticks",
+        "Reconnects",
+        "Gaps not filled",
+        "DB size",
+    ):
+        assert label in labels
+    values = {m.label: m.value for m in at.metric}
+    assert values["Hedge ratio β"] != "—"
+    assert values["BTCUSDT last"] != "—"
+    assert not any("old" in w for w in _texts(at.warning))  # fresh: no stale warning
+    assert [t.label for t in at.tabs] == ["Pair analytics", "Pipeline health", "Data"]
+    assert at.download_button[0].label.startswith("Download CSV")
+    assert any("live, every 2 s" in c for c in _texts(at.caption))
+
+
+def test_every_control(use_db, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    at = run_app()
+    assert_clean(at)
+    assert at.selectbox(key="pair").options == ["BTCUSDT/ETHUSDT", "BTCUSDT/SOLUSDT"]
+
+    at.selectbox(key="pair").set_value("BTCUSDT/SOLUSDT").run()
+    assert_clean(at)
+    assert "SOLUSDT last" in [m.label for m in at.metric]
+    assert at.radio(key="candle_leg").options == ["BTCUSDT", "SOLUSDT"]
+
+    at.radio(key="candle_leg").set_value("X").run()
+    assert_clean(at)
+    assert chart_count(at) == ALL_CHARTS
+
+    for tf in ("1m", "5m", "1s"):
+        at.segmented_control(key="tf").set_value(tf).run()
+        assert_clean(at)
+        assert chart_count(at) == ALL_CHARTS
+        assert any(f"· {tf}" in m.value for m in at.markdown)
+
+    for lookback in LOOKBACKS:
+        at.select_slider(key="lookback").set_value(lookback).run()
+        assert_clean(at)
+        assert chart_count(at) == ALL_CHARTS
+
+    at.number_input(key="entry").set_value(2.5).run()
+    at.number_input(key="exit").set_value(0.3).run()
+    assert_clean(at)
+    assert at.number_input(key="entry").value == 2.5
+
+    at.select_slider(key="refresh_s").set_value(5).run()
+    assert_clean(at)
+    assert any("live, every 5 s" in c for c in _texts(at.caption))
+
+    at.toggle(key="live").set_value(False).run()
+    assert_clean(at)
+    assert any("paused" in c for c in _texts(at.caption))
+    assert at.select_slider(key="refresh_s").disabled
+
+    at.download_button(key="download_csv").click().run()
+    assert_clean(at)
+
+
+def test_exit_above_entry_is_flagged(use_db, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    at = run_app()
+    at.number_input(key="exit").set_value(3.0).run()
+    assert_clean(at)
+    assert any("Exit |z| should be below entry" in w for w in _texts(at.warning))
+
+
+def test_replayed_database_shows_data_with_a_stale_warning(use_db, replay_like_db: Path) -> None:
+    use_db(replay_like_db)
+    at = run_app()
+    assert_clean(at)
+    assert chart_count(at) == ALL_CHARTS
+    warnings = _texts(at.warning)
+    assert any("Newest bar is" in w and "old" in w for w in warnings), warnings
+    age = {m.label: m for m in at.metric}["Newest bar age"]
+    assert age.value.endswith(" d")
+    assert "stale" in str(age.delta)
+
+
+def test_bars_without_analytics(use_db, tmp_path: Path) -> None:
+    path = generate_db(tmp_path / "bars_only.db", GenSpec(seconds=1200))
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM analytics")
+    con.execute("DELETE FROM signals")
+    con.close()
+    use_db(path)
+    at = run_app()
+    assert_clean(at)
+    assert at.selectbox(key="pair").options == ["BTCUSDT/ETHUSDT"]
+    assert any("No analytics" in i for i in _texts(at.info))
+    assert chart_count(at) == ALL_CHARTS  # empty charts say why
+    assert {m.label: m.value for m in at.metric}["Hedge ratio β"] == "—"
+
+
+# --------------------------------------------------------------------------- empty states
+
+
+def test_no_database_yet(use_db, tmp_path: Path) -> None:
+    use_db(tmp_path / "not_yet.db")
+    at = run_app()
+    assert_clean(at)
+    assert any("No database yet" in i for i in _texts(at.info))
+    assert chart_count(at) == 0
+    # The controls still work without a database.
+    at.segmented_control(key="tf").set_value("5m").run()
+    at.select_slider(key="lookback").set_value("7 days").run()
+    assert_clean(at)
+
+
+def test_database_without_tables(use_db, tmp_path: Path) -> None:
+    path = tmp_path / "bare.db"
+    duckdb.connect(str(path)).close()
+    use_db(path)
+    at = run_app()
+    assert_clean(at)
+    assert any("No bars" in i for i in _texts(at.info))
+
+
+def test_database_with_empty_tables(use_db, tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    con = duckdb.connect(str(path))
+    create_all(con)
+    con.close()
+    use_db(path)
+    at = run_app()
+    assert_clean(at)
+    assert any("No bars" in i for i in _texts(at.info))
+
+
+def test_not_a_database(use_db, tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"\x00garbage" * 4096)
+    use_db(path)
+    at = run_app()
+    assert not at.exception
+    assert any("Cannot read the database" in e for e in _texts(at.error))
+
+
+def test_bad_settings_fall_back(use_db, monkeypatch: pytest.MonkeyPatch, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    monkeypatch.setenv("PAIRFLOW_SOURCE", "replay:/nonexistent/ticks.ndjson.gz")
+    at = run_app()
+    assert_clean(at)
+    assert any("Settings problem" in w for w in _texts(at.warning))
+    assert chart_count(at) == ALL_CHARTS
+
+
+def test_redis_unreachable(use_db, monkeypatch: pytest.MonkeyPatch, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    monkeypatch.setenv("PAIRFLOW_REDIS_URL", "redis://127.0.0.1:1/0")
+    at = run_app()
+    assert_clean(at)
+    assert any("unreachable" in c for c in _texts(at.caption))
+
+
+# --------------------------------------------------------------------------- lock
+
+HOLD_SCRIPT = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def hold_lock() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Hold the DuckDB read-write lock from another process, like the flow's writer."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def _hold(path: Path, seconds: float = 30.0) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_SCRIPT, str(path), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    yield _hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_locked_database(use_db, hold_lock, tmp_path: Path) -> None:
+    path = generate_db(tmp_path / "locked.db", GenSpec(seconds=900))
+    use_db(path)
+    hold_lock(path)
+    t0 = time.monotonic()
+    at = run_app()
+    took = time.monotonic() - t0
+    assert_clean(at)
+    assert any("database is busy" in w for w in _texts(at.warning)), _texts(at.warning)
+    assert took < 10
+    # Controls keep working while the lock is held.
+    at.segmented_control(key="tf").set_value("1m").run()
+    assert_clean(at)
+
+
+def test_lock_after_a_good_read_keeps_the_last_data(use_db, hold_lock, tmp_path: Path) -> None:
+    path = generate_db(tmp_path / "later.db", GenSpec(seconds=900))
+    use_db(path)
+    at = run_app()
+    assert_clean(at)
+    assert chart_count(at) == ALL_CHARTS
+    holder = hold_lock(path)
+    time.sleep(1.2)  # past the 1 s shared-read cache
+    at.run()
+    assert_clean(at)
+    assert any("showing data read at" in w for w in _texts(at.warning)), _texts(at.warning)
+    assert chart_count(at) == ALL_CHARTS
+    holder.kill()
+    holder.wait()
+    time.sleep(1.2)
+    at.run()
+    assert_clean(at)
+    assert not any("busy" in w for w in _texts(at.warning))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_load_app_config_never_raises() -> None:
+    cfg = app.load_app_config({"PAIRFLOW_DB": "x.db", "PAIRFLOW_ENTRY_Z": "oops"})
+    assert cfg.db_path == Path("x.db")
+    assert cfg.warning is not None
+    assert "ENTRY_Z" in cfg.warning
+    assert cfg.entry_z == 2.0
+    good = app.load_app_config(
+        {"PAIRFLOW_DB": "y.db", "PAIRFLOW_REDIS_URL": "", "PAIRFLOW_ENTRY_Z": "2.5"}
+    )
+    assert good.warning is None
+    assert good.redis_url is None
+    assert good.entry_z == 2.5
+    assert good.pairs == ("BTCUSDT/ETHUSDT",)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text", "compact"),
+    [(4.2, "4 s", "4 s"), (600, "10 min", "10 min"), (3 * 3600 + 300, "3 h 5 min", "3 h"),
+     (86_400 + 7200, "1 d 2 h", "26 h"), (838 * 86_400, "838 days", "838 d")],
+)  # fmt: skip
+def test_fmt_age(seconds: float, text: str, compact: str) -> None:
+    assert app.fmt_age(seconds) == text
+    assert app.fmt_age(seconds, compact=True) == compact
+
+
+def test_formatters() -> None:
+    assert app.fmt_price(61837.634) == "61,837.63"
+    assert app.fmt_price(2.5) == "2.5000"
+    assert app.fmt_price(None) == "—"
+    assert app.fmt_number(None, ".2f") == "—"
+    assert app.fmt_number(0.12345, ".3f") == "0.123"
+    assert app.fmt_bytes(5_300_000) == "5.3 MB"
+    assert app.z_zone(2.5, 2.0, 0.5) == "short zone"
+    assert app.z_zone(-2.5, 2.0, 0.5) == "long zone"
+    assert app.z_zone(0.1, 2.0, 0.5) == "exit band"
+    assert app.z_zone(1.0, 2.0, 0.5) is None
+    assert app.fmt_time(now_utc() - timedelta(0)).endswith("UTC")
+
+
+def test_streamlit_config_binds_loopback() -> None:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    cfg = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["browser"]["gatherUsageStats"] is False

@@ -1,0 +1,204 @@
+"""End to end: replay the recording with the real flow, serve the dashboard, open it in Chromium.
+
+Runs ``streamlit run dashboard`` (via :func:`dashboard.launch.start_dashboard`) on a free
+port bound to 127.0.0.1 against a DuckDB file made by
+``PAIRFLOW_SOURCE=replay:... PAIRFLOW_REPLAY_SPEED=max python -m bytewax.run dataflow``,
+drives headless Debian Chromium with Playwright, and saves ``docs/screenshot.png``
+(and ``docs/screenshot-health.png``) for the README. Never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import psutil
+import pytest
+
+from dashboard.launch import free_port, start_dashboard, wait_until_up
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = ROOT / "docs"
+PAIR_CHARTS = 7
+HEALTH_CHARTS = 2
+# Streamlit keeps a hidden, stale copy of an element while a live rerun replaces it.
+CHART = '[data-testid="stElementContainer"]:not([data-stale="true"]) [data-testid="stPlotlyChart"]'
+EXCEPTION = '[data-testid="stException"]'
+
+
+@pytest.fixture(scope="session")
+def replay_db(tmp_path_factory: pytest.TempPathFactory, recording: Path) -> Path:
+    """The shipped recording replayed at max speed by the real flow (no Redis)."""
+    path = tmp_path_factory.mktemp("replay") / "replay.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
+    env.update(
+        PAIRFLOW_SOURCE=f"replay:{recording}",
+        PAIRFLOW_REPLAY_SPEED="max",
+        PAIRFLOW_REDIS_URL="",
+        PAIRFLOW_DB=str(path),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflow"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"replay failed:\n{proc.stderr[-4000:]}"
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        bars = con.execute("SELECT count(*) FROM bars").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM analytics WHERE tf = '1s'").fetchone()[0]
+    finally:
+        con.close()
+    assert bars > 1000
+    assert rows > 100
+    return path
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(replay_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run dashboard`` on a free loopback port, reading the replay."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("streamlit") / "streamlit.log").open("wb")
+    proc = start_dashboard(
+        port,
+        replay_db,
+        env={"PAIRFLOW_REDIS_URL": ""},
+        quiet=True,
+        stdout=log.fileno(),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(port, proc, timeout_s=60)
+        listening = [
+            c.laddr
+            for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
+            for c in p.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening, "streamlit is not listening"
+        assert all(addr.ip == "127.0.0.1" for addr in listening), listening
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _visible_charts(page: object) -> int:
+    return int(
+        page.evaluate(  # type: ignore[attr-defined]
+            """sel => [...document.querySelectorAll(sel)]
+                .filter(e => e.offsetParent !== null && e.querySelector('.main-svg')).length""",
+            CHART,
+        )
+    )
+
+
+def _wait_charts(page: object, n: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _visible_charts(page) >= n:
+            return
+        page.wait_for_timeout(200)  # type: ignore[attr-defined]
+    pytest.fail(f"only {_visible_charts(page)} of {n} charts rendered in {timeout_s:.0f} s")
+
+
+def _open_tab(page: object, name: str, charts: int, timeout_s: float = 30.0) -> None:
+    """Select a tab and wait until its charts are drawn (re-clicking if a rerun raced)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        tab = page.get_by_role("tab", name=name)  # type: ignore[attr-defined]
+        if tab.get_attribute("aria-selected") != "true":
+            tab.click()
+        elif _visible_charts(page) >= charts:
+            return
+        page.wait_for_timeout(200)  # type: ignore[attr-defined]
+    pytest.fail(f"tab {name!r} did not show {charts} charts in {timeout_s:.0f} s")
+
+
+def _full_screenshot(page: object, path: Path) -> None:
+    """Grow the viewport to the content (Streamlit scrolls inside its own container)."""
+    height = page.evaluate(  # type: ignore[attr-defined]
+        "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
+    )
+    page.set_viewport_size({"width": 1600, "height": int(height) + 40})  # type: ignore[attr-defined]
+    page.wait_for_timeout(1500)  # type: ignore[attr-defined] - plotly relayout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+            page.goto(dashboard_url, wait_until="domcontentloaded")
+            _wait_charts(page, PAIR_CHARTS)
+            page.wait_for_timeout(2500)  # at least one live refresh of the fragment
+            assert page.locator(EXCEPTION).count() == 0
+            assert page.locator(CHART).count() == PAIR_CHARTS + HEALTH_CHARTS
+            assert _visible_charts(page) == PAIR_CHARTS
+            body = page.inner_text("body")
+            for text in ("BTCUSDT / ETHUSDT", "BTCUSDT last", "Hedge ratio β", "Newest bar age"):
+                assert text in body
+            assert "Traceback" not in body
+            _full_screenshot(page, DOCS / "screenshot.png")
+
+            _open_tab(page, "Pipeline health", HEALTH_CHARTS)
+            assert _visible_charts(page) == HEALTH_CHARTS
+            assert page.locator(EXCEPTION).count() == 0
+            _full_screenshot(page, DOCS / "screenshot-health.png")
+
+            # Pause live refresh, then download the current view as CSV.
+            page.get_by_text("Live refresh", exact=True).click()
+            page.wait_for_function("document.body.innerText.includes('paused')", timeout=30_000)
+            _open_tab(page, "Data", 0)
+            with page.expect_download(timeout=30_000) as info:
+                page.get_by_role("button", name="Download CSV of the current view").click()
+            csv_path = tmp_path / "view.csv"
+            info.value.save_as(csv_path)
+            with csv_path.open() as fh:
+                rows = list(csv.reader(fh))
+            assert rows[0][:3] == ["time", "BTCUSDT_open", "BTCUSDT_high"]
+            assert "zscore" in rows[0]
+            assert len(rows) > 100
+
+            _open_tab(page, "Pair analytics", PAIR_CHARTS)
+            page.get_by_role("radio", name="1m", exact=True).click()
+            page.wait_for_function(
+                "document.body.innerText.includes('BTCUSDT / ETHUSDT · 1m')", timeout=30_000
+            )
+            _wait_charts(page, PAIR_CHARTS)
+            assert page.locator(EXCEPTION).count() == 0
+            assert "BTCUSDT / ETHUSDT · 1m" in page.inner_text("body")
+        finally:
+            browser.close()
