@@ -7,7 +7,6 @@ import json
 import math
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,13 +35,13 @@ from operators.analytics import (
     signals_for,
 )
 from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
+from tests.conftest import RECORDING
 
 Y, X = "BTCUSDT", "ETHUSDT"
 KEY = pair_key(Y, X, "1s")
 T0 = 1_723_161_255_000
 TF = 1000
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRADES = DATA / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+TRADES = RECORDING
 STAT_COLS = ("alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life")
 
 
@@ -141,8 +140,7 @@ def assert_no_nan(row: AnalyticsRow) -> None:
 
 def trades_closes() -> pd.DataFrame:
     """Last price per (symbol, 1s interval) of the real trades; NaN = no trade."""
-    if not TRADES.exists():
-        pytest.skip(f"shared data not found at {TRADES}")
+    assert TRADES.exists(), TRADES
     with gzip.open(TRADES, "rt") as fh:
         rows = [json.loads(line)["data"] for line in fh]
     df = pd.DataFrame(rows)

@@ -428,11 +428,6 @@ def test_unreachable_exchange_logs_state_changes_not_a_flood(
 # ----- end to end: python dataflow.py against the fake ------------------------------------
 
 
-def _dataflow_ready() -> bool:
-    path = ROOT / "dataflow.py"
-    return path.exists() and "def build" in path.read_text(encoding="utf-8")
-
-
 E2E_FAULTS = {
     "baseline": Faults(ping_interval_s=1.0),
     "drop": Faults(drop_every=700),
@@ -530,7 +525,6 @@ def db_bars(db: Path) -> Any:
     return got
 
 
-@pytest.mark.skipif(not _dataflow_ready(), reason="dataflow.build does not exist yet")
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=() if n in E2E_FAST else pytest.mark.slow) for n in E2E_FAULTS],
@@ -570,7 +564,6 @@ def test_end_to_end_bars_match_pandas_resample(name: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _dataflow_ready(), reason="dataflow.build does not exist yet")
 def test_end_to_end_sigkill_and_resume_backfills_the_downtime(tmp_path: Path) -> None:
     """``dataflow.py -r DIR`` killed mid-stream and restarted: the snapshot's last trade
     ids make the source backfill what happened while it was down; bars stay exact."""

@@ -6,7 +6,6 @@ import gzip
 import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,12 +22,12 @@ from operators.cointegration import (
     eg_stat_from_residuals,
     spread_tests,
 )
+from tests.conftest import RECORDING
 
 P_ATOL = 1e-6
 STAT_RTOL = 1e-6
 STAT_ATOL = 1e-6
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRADES = DATA / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+TRADES = RECORDING
 
 
 def sm_adf(x: np.ndarray, regression: str = "c"):
@@ -191,8 +190,7 @@ def test_degenerate_windows_fall_back_to_statsmodels_and_still_agree() -> None:
 
 def one_second_closes() -> pd.DataFrame:
     """Last trade price per (symbol, second), forward-filled on the common 1s grid."""
-    if not TRADES.exists():
-        pytest.skip(f"shared data not found at {TRADES}")
+    assert TRADES.exists(), TRADES
     with gzip.open(TRADES, "rt") as fh:
         rows = [json.loads(line)["data"] for line in fh]
     df = pd.DataFrame(rows)

@@ -438,7 +438,7 @@ def test_redis_stream_lengths() -> None:
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+        pytest.fail("no Redis at 127.0.0.1:6379: start redis-server (bin/test does)")
     sym = "ZZ" + uuid.uuid4().hex[:10].upper()
     try:
         for i in range(3):
