@@ -62,9 +62,6 @@ SIGNAL_KINDS: tuple[str, ...] = ("short_spread", "long_spread", "exit")
 MAX_SIGNALS = 2_000
 """Most recent signal markers shown in one view."""
 
-SIGMA_MIN_ABS_Z = 0.05
-"""Rows with a smaller |z| do not give σ = spread / z (too little precision)."""
-
 STATS_HORIZON = timedelta(hours=1)
 """How much pipeline-stats history the health charts show."""
 
@@ -318,9 +315,8 @@ class ViewData:
         candle_bucket_s: Bucket of ``candles`` in seconds.
         candles: Like ``bars``, in (usually coarser) candle buckets.
         analytics: Per-bucket analytics: the last row of each bucket, the bucket's
-            min/max z-score and row count, and ``sigma`` = spread / z (the window
-            spreads are OLS residuals with an intercept, so their mean is 0 and
-            spread = z·σ): ``t, z_min, z_max, rows, ts, y_close, x_close, alpha, beta,
+            min/max z-score and row count, and ``sigma`` = the flow's ``spread_std``
+            (the window spreads have mean 0, so the bands are 0 ± k·σ): ``t, z_min, z_max, rows, ts, y_close, x_close, alpha, beta,
             spread, zscore, sigma, corr, adf_pvalue, eg_pvalue, half_life, window,
             y_filled, x_filled`` (``ts`` = time of the bucket's last row).
         signals: ``ts, kind, zscore`` in the view (newest ``MAX_SIGNALS``).
@@ -421,7 +417,7 @@ _ANALYTICS_SQL = """
                arg_max({
                    'ts': ts, 'y_close': y_close, 'x_close': x_close, 'alpha': alpha, 'beta': beta,
                    'spread': spread, 'zscore': zscore,
-                   'sigma': CASE WHEN abs(zscore) >= ? THEN spread / zscore END,
+                   'sigma': spread_std,
                    'corr': corr, 'adf_pvalue': adf_pvalue, 'eg_pvalue': eg_pvalue,
                    'half_life': half_life, 'window': "window",
                    'y_filled': y_filled, 'x_filled': x_filled
@@ -679,7 +675,7 @@ def _read_analytics(
     bucket_ms = bucket_s * 1000
 
     def query(from_: datetime) -> pd.DataFrame:
-        params = [bucket_ms, bucket_ms, SIGMA_MIN_ABS_Z, req.pair, req.tf, from_, end]
+        params = [bucket_ms, bucket_ms, req.pair, req.tf, from_, end]
         return con.execute(_ANALYTICS_SQL, params).df()
 
     downsampled = bucket_s * 1000 > TF_MS[req.tf]
@@ -688,8 +684,6 @@ def _read_analytics(
     if not ana.empty:
         ana = ana.sort_values("t_ms", ignore_index=True)
         ana.insert(0, "t", _ms_to_time(ana.pop("t_ms")))
-        # Buckets without a usable |z| carry the last σ (display only).
-        ana["sigma"] = ana["sigma"].ffill().bfill()
     return ana
 
 

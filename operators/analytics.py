@@ -397,12 +397,16 @@ def window_stats(
         with_pvalues: Compute ``adf_pvalue``/``eg_pvalue`` (else ``None``).
 
     Returns:
-        ``alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life``,
-        each a finite float or ``None``.
+        ``alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life,
+        spread_std`` (the window spreads' standard deviation, ddof=1, the z-score's
+        denominator), each a finite float or ``None``.
     """
     res: dict[str, float | None] = dict.fromkeys(
-        ("alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life")
-    )
+        (
+            "alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue",
+            "half_life", "spread_std",
+        )
+    )  # fmt: skip
     res["corr"] = finite_or_none(rets.corr())
     fit = levels.ols()
     if fit is None:  # x constant (or < 2 points): hedge ratio undefined
@@ -415,6 +419,7 @@ def window_stats(
     centred = dy_t - fit.beta * dx_t
     res["spread"] = finite_or_none(centred)
     n = fit.n
+    res["spread_std"] = finite_or_none(math.sqrt(max(fit.ssr, 0.0) / (n - 1)))
     tiny = (_TINY_SPREAD_REL * max(1.0, abs(fit.mean_a))) ** 2 * n
     if fit.ssr <= tiny:
         return res  # spreads are (numerically) constant: z, tests, half-life undefined

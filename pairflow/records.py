@@ -107,6 +107,9 @@ class AnalyticsRow:
     """One row of the ``analytics`` table (see DESIGN "Analytics definitions").
 
     Undefined statistics are ``None`` (written as SQL NULL), never NaN.
+    ``spread_std`` (an addition to DESIGN's columns) is the standard deviation
+    (ddof=1) of the window's spreads, the z-score's denominator, so readers can draw
+    mean ± k·σ bands without recomputing statistics.
     """
 
     pair: str
@@ -125,6 +128,7 @@ class AnalyticsRow:
     half_life: float | None
     y_filled: bool
     x_filled: bool
+    spread_std: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ def _row(item: object) -> tuple[str, tuple[Any, ...], tuple[Any, ...] | None]:
         row = (
             item.pair, item.tf, item.ts_ms, item.window, item.y_close, item.x_close,
             item.alpha, item.beta, item.spread, item.zscore, item.corr, item.adf_pvalue,
-            item.eg_pvalue, item.half_life, item.y_filled, item.x_filled,
+            item.eg_pvalue, item.half_life, item.y_filled, item.x_filled, item.spread_std,
         )  # fmt: skip
         return "analytics", row, row[:3]
     if isinstance(item, Signal):

@@ -41,8 +41,11 @@ DDL: tuple[str, ...] = (
         half_life DOUBLE,
         y_filled BOOLEAN NOT NULL,
         x_filled BOOLEAN NOT NULL,
+        spread_std DOUBLE,
         PRIMARY KEY (pair, tf, ts)
     )""",
+    # files created before spread_std existed
+    "ALTER TABLE analytics ADD COLUMN IF NOT EXISTS spread_std DOUBLE",
     """CREATE TABLE IF NOT EXISTS signals (
         pair VARCHAR NOT NULL,
         tf VARCHAR NOT NULL,
@@ -84,6 +87,7 @@ BAR_COLUMNS: tuple[str, ...] = (
 ANALYTICS_COLUMNS: tuple[str, ...] = (
     "pair", "tf", "ts", "window", "y_close", "x_close", "alpha", "beta", "spread",
     "zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life", "y_filled", "x_filled",
+    "spread_std",
 )  # fmt: skip
 
 SIGNAL_COLUMNS: tuple[str, ...] = ("pair", "tf", "ts", "kind", "zscore")

@@ -8,8 +8,9 @@ The file holds one envelope per line in arrival order (the format of
 * ``speed=k``: paced so that trade time advances ``k`` times faster than wall time.
 * ``loop=True``: replay forever. Pass ``n`` shifts every trade time by
   ``n * (span + 1 s)`` and every trade id by ``n * (id span + 1)`` per symbol, so
-  times and ids keep increasing; with a ``speed`` the first pass is also shifted so
-  that its first trade happens "now" (bars arrive live, for the demo).
+  times and ids keep increasing. With a ``speed`` the first pass is shifted so that
+  it *ends* now: it is replayed at once as recent history (analytics windows are
+  warm immediately), and the following passes arrive live, paced (the demo).
 
 Unparseable lines are passed through untouched (the parse step rejects them) and,
 when pacing, are emitted right away. Resumable: the snapshot is the position in the
@@ -142,8 +143,13 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
         self.batch_size = batch_size
         self.info = scan_recording(path) if (loop or speed is not None) else None
         state = resume or ReplayState()
+        self.anchor: tuple[int, int] | None = None  # (trade time, wall time) pacing anchor
         if resume is None and loop and speed is not None and self.info is not None:
-            state = ReplayState(0, 0, now_ms() - self.info.first_time_ms)
+            # The first pass ends "now": it is history, replayed at once (so windows
+            # are warm from the start); later passes are paced from now on.
+            start = now_ms()
+            state = ReplayState(0, 0, start - self.info.first_time_ms - self.info.span_ms)
+            self.anchor = (start, start)
         self.state = state
         if resume is not None:
             log.info(
@@ -154,7 +160,6 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
             )
         self.lines = self._open_pass(state.lines_done)
         self.pending: tuple[bytes, int | None] | None = None
-        self.anchor: tuple[int, int] | None = None  # (trade time, wall time) pacing anchor
         self.awake_at_ms: int | None = None
         self.rebase = resume is not None and loop and speed is not None
 

@@ -170,7 +170,8 @@ def _analytics(
     ye, xe = y[w - 1 :], x[w - 1 :]
     spread = ye - alpha - beta * xe
     ssr = np.maximum(cyy - beta * cxy, 1e-30)
-    zscore = spread / np.sqrt(ssr / (w - 1))
+    spread_std = np.sqrt(ssr / (w - 1))
+    zscore = spread / spread_std
     dy, dx = np.diff(y, prepend=y[0]), np.diff(x, prepend=x[0])
     m = w - 1
     rx, ry = _rolling_sum(dx, m)[1:], _rolling_sum(dy, m)[1:]
@@ -208,6 +209,7 @@ def _analytics(
             "half_life": half_life,
             "y_filled": grid["y_filled"].to_numpy()[w - 1 :],
             "x_filled": grid["x_filled"].to_numpy()[w - 1 :],
+            "spread_std": spread_std,
         }
     )
     return out

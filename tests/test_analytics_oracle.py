@@ -72,6 +72,7 @@ def _expected(window: pd.DataFrame) -> dict[str, float | None]:
     return {
         "alpha": alpha, "beta": beta, "spread": spreads[-1], "zscore": z, "corr": corr,
         "adf_pvalue": adf_p, "eg_pvalue": eg_p, "half_life": half_life,
+        "spread_std": float(spreads.std(ddof=1)),
     }  # fmt: skip
 
 

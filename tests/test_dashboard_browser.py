@@ -3,8 +3,9 @@
 Runs ``streamlit run dashboard`` (via :func:`dashboard.launch.start_dashboard`) on a free
 port bound to 127.0.0.1 against a DuckDB file made by
 ``PAIRFLOW_SOURCE=replay:... PAIRFLOW_REPLAY_SPEED=max python -m bytewax.run dataflow``,
-drives headless Debian Chromium with Playwright, and saves ``docs/screenshot.png``
-(and ``docs/screenshot-health.png``) for the README. Never downloads a browser.
+drives headless Debian Chromium with Playwright, and saves ``artifacts/screenshot.png``
+(and ``artifacts/screenshot-health.png``) to look at. Never downloads a browser.
+The README's screenshot comes from the live demo: ``uv run python tools/screenshot.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DOCS = ROOT / "docs"
+DOCS = ROOT / "artifacts"
 PAIR_CHARTS = 7
 HEALTH_CHARTS = 2
 # Streamlit keeps a hidden, stale copy of an element while a live rerun replaces it.

@@ -191,14 +191,10 @@ def test_downsampled_analytics_keep_the_last_row_and_the_z_range(
     np.testing.assert_array_equal(got["rows"], grouped.size())
 
 
-def test_sigma_is_spread_over_z(db: Path) -> None:
+def test_sigma_is_the_stored_spread_std(db: Path) -> None:
     view, _ = _read(db, _req("15 min"))
     ana = view.analytics
-    usable = ana["zscore"].abs() >= queries.SIGMA_MIN_ABS_Z
-    np.testing.assert_allclose(
-        ana.loc[usable, "sigma"], ana.loc[usable, "spread"] / ana.loc[usable, "zscore"]
-    )
-    assert ana["sigma"].notna().all()  # small |z| rows carry the last σ
+    np.testing.assert_allclose(ana["sigma"] * ana["zscore"], ana["spread"], rtol=1e-9)
     assert (ana["sigma"] > 0).all()
 
 
@@ -354,7 +350,7 @@ def test_list_pairs_from_analytics_then_bars(tmp_path: Path) -> None:
     con.execute(
         "INSERT INTO analytics SELECT 'bad pair; --', tf, ts, \"window\", y_close, x_close, "
         "alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life, y_filled, "
-        "x_filled FROM analytics LIMIT 1"
+        "x_filled, spread_std FROM analytics LIMIT 1"
     )
     con.close()
     with queries.open_readonly(path) as con:

@@ -70,11 +70,17 @@ def test_replay_paced_emits_only_due_frames_and_sleeps_until_the_next(recording)
     assert awake is not None and dt_to_ms(awake) > started
 
 
-def test_replay_loop_at_real_time_starts_now(recording):
-    part = ReplayPartition(recording, 1.0, True, 100, None)
-    batch = part.next_batch()
-    first_t = orjson.loads(batch[0])["data"]["T"]
-    assert abs(first_t - now_ms()) < 5_000
+def test_replay_loop_at_real_time_replays_the_first_pass_as_history_ending_now(recording):
+    part = ReplayPartition(recording, 1.0, True, 100_000, None)
+    started = now_ms()
+    first_pass = part.next_batch()  # all due at once: it is in the past
+    assert len(first_pass) == 34_419
+    last_t = orjson.loads(first_pass[-1])["data"]["T"]
+    assert abs(last_t - started) < 5_000
+    second = part.next_batch()  # the next pass is paced: only what is due by now
+    assert len(second) < 100
+    awake = part.next_awake()
+    assert awake is not None and dt_to_ms(awake) > started
 
 
 def test_replay_passes_malformed_lines_through(tmp_path):
