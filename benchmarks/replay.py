@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import dataflow  # noqa: E402
 from pairflow.config import load_settings  # noqa: E402
+
 DEFAULT = ROOT / "data/recordings/binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
 
 

@@ -316,9 +316,10 @@ class ViewData:
         candles: Like ``bars``, in (usually coarser) candle buckets.
         analytics: Per-bucket analytics: the last row of each bucket, the bucket's
             min/max z-score and row count, and ``sigma`` = the flow's ``spread_std``
-            (the window spreads have mean 0, so the bands are 0 ± k·σ): ``t, z_min, z_max, rows, ts, y_close, x_close, alpha, beta,
-            spread, zscore, sigma, corr, adf_pvalue, eg_pvalue, half_life, window,
-            y_filled, x_filled`` (``ts`` = time of the bucket's last row).
+            (the window spreads have mean 0, so the bands are 0 ± k·σ): ``t, z_min,
+            z_max, rows, ts, y_close, x_close, alpha, beta, spread, zscore, sigma,
+            corr, adf_pvalue, eg_pvalue, half_life, window, y_filled, x_filled``
+            (``ts`` = time of the bucket's last row).
         signals: ``ts, kind, zscore`` in the view (newest ``MAX_SIGNALS``).
         last_close: Newest close of each leg (from its finest timeframe).
         newest_bar_end: End of the newest bar of either leg, in the finest timeframe

@@ -41,6 +41,7 @@ def _shot(page: object, path: Path) -> None:
 
 
 def main() -> None:
+    """Run the demo, wait, and save both screenshots."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=40.0, help="let the demo run this long")
     args = parser.parse_args()
