@@ -36,9 +36,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf
+from scipy.special import ndtr
+from statsmodels.tsa import adfvalues as _adfvalues
 from statsmodels.tsa.adfvalues import mackinnonp
 
 PIVOT_REL = 1e-8
@@ -271,7 +274,39 @@ def adf_test(x: np.ndarray, regression: str = "c") -> AdfResult | None:
 
 
 def _pvalue(stat: float, regression: str, n: int) -> float:
-    return float(mackinnonp(stat, regression=regression, N=n))
+    """MacKinnon p-value, exactly as ``mackinnonp`` computes it, ~20x cheaper.
+
+    ``mackinnonp`` ends in ``scipy.stats.norm.cdf`` (~50 µs of argument checking per
+    call); ``scipy.special.ndtr`` is the same function without it. The tables are
+    statsmodels' own; if they move, this falls back to ``mackinnonp`` itself.
+    """
+    if _TABLES is None:  # pragma: no cover - other statsmodels layouts
+        return float(mackinnonp(stat, regression=regression, N=n))
+    maxs, mins, stars, small, large = _TABLES
+    if stat > maxs[regression][n - 1]:
+        return 1.0
+    if stat < mins[regression][n - 1]:
+        return 0.0
+    coef = (
+        small[regression][n - 1] if stat <= stars[regression][n - 1] else large[regression][n - 1]
+    )
+    return float(ndtr(_adfvalues.polyval(coef[::-1], stat)))
+
+
+def _mackinnon_tables() -> tuple[Any, ...] | None:
+    try:
+        return (
+            _adfvalues._tau_maxs,
+            _adfvalues._tau_mins,
+            _adfvalues._tau_stars,
+            _adfvalues._tau_smallps,
+            _adfvalues._tau_largeps,
+        )
+    except AttributeError:  # pragma: no cover
+        return None
+
+
+_TABLES = _mackinnon_tables()
 
 
 def eg_stat_from_residuals(resid: np.ndarray, rsquared: float) -> AdfResult | None:

@@ -251,3 +251,17 @@ def test_fast_tests_are_at_least_10x_faster_than_statsmodels_at_w300() -> None:
 
     ratio = best_of(theirs) / best_of(ours)
     assert ratio >= 10, f"only {ratio:.1f}x faster"
+
+
+def test_fast_mackinnon_pvalue_is_identical_to_statsmodels() -> None:
+    from statsmodels.tsa.adfvalues import mackinnonp
+
+    from operators.cointegration import _pvalue
+
+    rng = np.random.default_rng(5)
+    stats = np.concatenate([rng.uniform(-25, 5, 20_000), [-30.0, 10.0, -1.6, -3.2]])
+    for regression, n in (("c", 1), ("c", 2), ("n", 1)):
+        for stat in stats:
+            assert _pvalue(float(stat), regression, n) == float(
+                mackinnonp(float(stat), regression=regression, N=n)
+            )
