@@ -265,6 +265,13 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
                 t_ms = tick.trade_time_ms
                 if t_ms > last_event:  # noqa: PLR1730 - faster than max() per tick
                     last_event = t_ms
+                # Fast path (most ticks): inside the open 1s bar, hence inside the open
+                # 1m and 5m bars too (they close no earlier than the 1s bar they contain).
+                if t_ms - t_ms % 1000 == open_time["1s"]:
+                    open_acc["1s"].add(tick)  # type: ignore[union-attr]
+                    open_acc["1m"].add(tick)  # type: ignore[union-attr]
+                    open_acc["5m"].add(tick)  # type: ignore[union-attr]
+                    continue
                 late = False
                 for tf in TIMEFRAMES:
                     o = t_ms - t_ms % TF_MS[tf]
