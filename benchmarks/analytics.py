@@ -25,8 +25,6 @@ the environment), for both sides.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import math
 import os
 import statistics
@@ -49,9 +47,7 @@ sys.path.insert(0, str(ROOT))
 from operators.analytics import PairAnalyticsLogic, new_state, pair_key  # noqa: E402
 from pairflow.records import AnalyticsRow, Bar, Watermark  # noqa: E402
 
-TRADES = (
-    ROOT.parent / "shared" / "data" / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
-)
+TRADES = ROOT / "data" / "recordings" / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
 Y, X = "BTCUSDT", "ETHUSDT"
 KEY = pair_key(Y, X, "1s")
 T0 = 1_723_161_255_000
@@ -59,16 +55,9 @@ T0 = 1_723_161_255_000
 
 def real_log_returns() -> tuple[float, float, np.ndarray, np.ndarray]:
     """Start log prices and 1s log returns of the real data (last trade per second, ffilled)."""
-    import pandas as pd
+    from tests.oracle import one_second_closes
 
-    with gzip.open(TRADES, "rt") as fh:
-        rows = [json.loads(line)["data"] for line in fh]
-    df = pd.DataFrame(rows)
-    df["price"] = df["p"].astype(float)
-    df["open_time"] = df["T"] // 1000 * 1000
-    last = df.sort_values(["s", "t"]).groupby(["s", "open_time"])["price"].last().unstack(0)
-    start = max(last[c].first_valid_index() for c in last.columns)
-    grid = last.reindex(range(start, int(last.index.max()) + 1000, 1000)).ffill()
+    grid = one_second_closes(TRADES)
     ly, lx = np.log(grid[Y].to_numpy()), np.log(grid[X].to_numpy())
     return float(ly[0]), float(lx[0]), np.diff(ly), np.diff(lx)
 

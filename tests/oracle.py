@@ -109,3 +109,20 @@ def compare_bars(got: pd.DataFrame, want: pd.DataFrame, rel: float = 1e-9) -> di
         worst = float(np.max(np.abs(g - w) / denom)) if len(w) else 0.0
         assert worst <= rel, f"{col}: worst relative difference {worst:.3e} > {rel}"
     return got.groupby("tf").size().to_dict()
+
+
+def one_second_closes(path: Path, *, ffill: bool = True) -> pd.DataFrame:
+    """Last trade price per (symbol, 1 s interval), one column per symbol.
+
+    Indexed by interval start (epoch ms) on a regular 1 s grid: from the first interval
+    where every symbol has traded (``ffill=True``, forward-filled) or from the first
+    trade of any symbol (``ffill=False``, NaN where a symbol did not trade).
+    """
+    trades = trades_from_file(path)
+    trades["open_time"] = trades["T"] // 1000 * 1000
+    last = trades.sort_values(["s", "t"]).groupby(["s", "open_time"])["p"].last().unstack(0)
+    last.columns.name = None
+    if not ffill:
+        return last.reindex(range(int(last.index.min()), int(last.index.max()) + 1000, 1000))
+    start = max(last[c].first_valid_index() for c in last.columns)
+    return last.reindex(range(int(start), int(last.index.max()) + 1000, 1000)).ffill()

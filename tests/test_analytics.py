@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import pickle
 import warnings
@@ -36,6 +34,7 @@ from operators.analytics import (
 )
 from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
 from tests.conftest import RECORDING
+from tests.oracle import one_second_closes
 
 Y, X = "BTCUSDT", "ETHUSDT"
 KEY = pair_key(Y, X, "1s")
@@ -140,14 +139,7 @@ def assert_no_nan(row: AnalyticsRow) -> None:
 
 def trades_closes() -> pd.DataFrame:
     """Last price per (symbol, 1s interval) of the real trades; NaN = no trade."""
-    assert TRADES.exists(), TRADES
-    with gzip.open(TRADES, "rt") as fh:
-        rows = [json.loads(line)["data"] for line in fh]
-    df = pd.DataFrame(rows)
-    df["price"] = df["p"].astype(float)
-    df["open_time"] = df["T"] // 1000 * 1000
-    last = df.sort_values(["s", "t"]).groupby(["s", "open_time"])["price"].last().unstack(0)
-    return last.reindex(range(int(last.index.min()), int(last.index.max()) + 1000, 1000))
+    return one_second_closes(TRADES, ffill=False)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 import warnings
 
@@ -23,6 +21,7 @@ from operators.cointegration import (
     spread_tests,
 )
 from tests.conftest import RECORDING
+from tests.oracle import one_second_closes as closes_of
 
 P_ATOL = 1e-6
 STAT_RTOL = 1e-6
@@ -190,16 +189,7 @@ def test_degenerate_windows_fall_back_to_statsmodels_and_still_agree() -> None:
 
 def one_second_closes() -> pd.DataFrame:
     """Last trade price per (symbol, second), forward-filled on the common 1s grid."""
-    assert TRADES.exists(), TRADES
-    with gzip.open(TRADES, "rt") as fh:
-        rows = [json.loads(line)["data"] for line in fh]
-    df = pd.DataFrame(rows)
-    df["price"] = df["p"].astype(float)
-    df["open_time"] = df["T"] // 1000 * 1000
-    last = df.sort_values(["s", "t"]).groupby(["s", "open_time"])["price"].last().unstack(0)
-    start = max(last[c].first_valid_index() for c in last.columns)
-    grid = range(start, int(last.index.max()) + 1000, 1000)
-    return last.reindex(grid).ffill()
+    return closes_of(TRADES)
 
 
 def test_adf_and_coint_equal_statsmodels_on_real_btc_eth_windows() -> None:

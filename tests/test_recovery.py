@@ -6,7 +6,6 @@ and the real Redis; the reference is an uninterrupted run of the same input.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -20,36 +19,14 @@ import redis
 
 from sources.replay import write_repeated
 from tests.conftest import REDIS_URL, ROOT
-from tests.flowutil import run_flow, settings_for
-from tests.oracle import read_table
+from tests.flowutil import replay_env, result_tables, run_flow, settings_for
 
 PASSES = 4
 WINDOWS = "1s=60,1m=20"
 
 
-def _env(db: Path, recording: Path, prefix: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
-    env.update(
-        PAIRFLOW_SOURCE=f"replay:{recording}",
-        PAIRFLOW_REPLAY_SPEED="max",
-        PAIRFLOW_DB=str(db),
-        PAIRFLOW_REDIS_URL=REDIS_URL,
-        PAIRFLOW_REDIS_PREFIX=prefix,
-        PAIRFLOW_WINDOWS=WINDOWS,
-    )
-    return env
-
-
 def _teed(client: redis.Redis, prefix: str) -> int:
     return sum(client.xlen(f"{prefix}ticks:{s}") for s in ("BTCUSDT", "ETHUSDT"))
-
-
-def _tables(db: Path) -> dict[str, pd.DataFrame]:
-    return {
-        "bars": read_table(db, "bars", "symbol, tf, open_time"),
-        "analytics": read_table(db, "analytics", "pair, tf, ts"),
-        "signals": read_table(db, "signals", "pair, tf, ts, kind"),
-    }
 
 
 @pytest.fixture
@@ -70,7 +47,7 @@ def test_recovery_after_sigkill_at_random_points_gives_identical_tables_and_stre
             redis_url=REDIS_URL, redis_prefix=ref_prefix,
         )
     )  # fmt: skip
-    want = _tables(ref_db)
+    want = result_tables(ref_db)
     assert len(want["analytics"]) > 1000 and len(want["bars"]) > 5000
 
     db = tmp_path / "crash.db"
@@ -83,7 +60,7 @@ def test_recovery_after_sigkill_at_random_points_gives_identical_tables_and_stre
     for frac in kill_points:
         proc = subprocess.Popen(
             [sys.executable, "dataflow.py", "-r", str(rec_dir)],
-            cwd=ROOT, env=_env(db, path, prefix),
+            cwd=ROOT, env=replay_env(db, path, prefix, WINDOWS),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -98,7 +75,7 @@ def test_recovery_after_sigkill_at_random_points_gives_identical_tables_and_stre
 
     final = subprocess.run(
         [sys.executable, "dataflow.py", "-r", str(rec_dir)],
-        cwd=ROOT, env=_env(db, path, prefix), capture_output=True, text=True,
+        cwd=ROOT, env=replay_env(db, path, prefix, WINDOWS), capture_output=True, text=True,
         timeout=300, check=False,
     )  # fmt: skip
     assert final.returncode == 0, final.stderr[-3000:]
@@ -109,7 +86,7 @@ def test_recovery_after_sigkill_at_random_points_gives_identical_tables_and_stre
     ]
     assert resumed_at and resumed_at[0] > 0, "the last run did not resume from a snapshot"
 
-    got = _tables(db)
+    got = result_tables(db)
     for name in ("bars", "analytics", "signals"):
         pd.testing.assert_frame_equal(got[name], want[name], check_exact=False, rtol=1e-12)
     for sym in ("BTCUSDT", "ETHUSDT"):

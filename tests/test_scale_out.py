@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,23 +11,10 @@ import pandas as pd
 import redis
 
 from tests.conftest import REDIS_URL, ROOT
-from tests.flowutil import run_flow, settings_for
+from tests.flowutil import replay_env, result_tables, run_flow, settings_for
 from tests.oracle import read_table
 
 WINDOWS = "1s=60,1m=20"
-
-
-def _env(db: Path, recording: Path, prefix: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
-    env.update(
-        PAIRFLOW_SOURCE=f"replay:{recording}",
-        PAIRFLOW_REPLAY_SPEED="max",
-        PAIRFLOW_DB=str(db),
-        PAIRFLOW_REDIS_URL=REDIS_URL,
-        PAIRFLOW_REDIS_PREFIX=prefix,
-        PAIRFLOW_WINDOWS=WINDOWS,
-    )
-    return env
 
 
 def _free_port() -> int:
@@ -37,16 +23,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _tables(db: Path) -> dict[str, pd.DataFrame]:
-    return {
-        "bars": read_table(db, "bars", "symbol, tf, open_time"),
-        "analytics": read_table(db, "analytics", "pair, tf, ts"),
-        "signals": read_table(db, "signals", "pair, tf, ts, kind"),
-    }
-
-
 def _assert_same(db: Path, ref_db: Path, prefix: str, ref_prefix: str) -> None:
-    got, want = _tables(db), _tables(ref_db)
+    got, want = result_tables(db), result_tables(ref_db)
     for name in want:
         pd.testing.assert_frame_equal(got[name], want[name], check_exact=False, rtol=1e-12)
     client = redis.Redis.from_url(REDIS_URL)
@@ -72,7 +50,7 @@ def test_two_workers_give_the_one_worker_tables(tmp_path, recording, redis_prefi
     db = tmp_path / "w2.db"
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflow", "-w", "2"],
-        cwd=ROOT, env=_env(db, recording, f"{redis_prefix}w2:"),
+        cwd=ROOT, env=replay_env(db, recording, f"{redis_prefix}w2:", WINDOWS),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -83,7 +61,7 @@ def test_two_processes_on_localhost_give_the_one_worker_tables(tmp_path, recordi
     ref_db = _reference(tmp_path, recording, f"{redis_prefix}one:")
     db = tmp_path / "p2.db"
     addresses = f"127.0.0.1:{_free_port()};127.0.0.1:{_free_port()}"
-    env = _env(db, recording, f"{redis_prefix}p2:")
+    env = replay_env(db, recording, f"{redis_prefix}p2:", WINDOWS)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflow", "-i", str(i), "-a", addresses],
