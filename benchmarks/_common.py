@@ -1,0 +1,145 @@
+"""Shared helpers of the benchmarks: big recordings, Redis cleanup, tables, processes.
+
+Benchmarks print Markdown tables and never assert timings. Everything they touch is
+local: the real Redis on 127.0.0.1 (under a unique key prefix that is deleted
+afterwards) and temporary DuckDB files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RECORDING = ROOT / "data/recordings/binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+"""The shipped real Binance recording (34,419 BTCUSDT/ETHUSDT trades, ~11 min)."""
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PASS_PAUSE_MS = 1_000
+"""Trade-time pause between two copies of the recording in a repeated file."""
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """Non-blank lines of an NDJSON(.gz) file, without line ends."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        return [s for s in (line.rstrip(b"\r\n") for line in fh) if s]
+
+
+def count_lines(path: Path) -> int:
+    """Number of non-blank lines of an NDJSON(.gz) file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        return sum(1 for line in fh if line.strip())
+
+
+def make_recording(dest: Path, min_ticks: int, source: Path = RECORDING) -> int:
+    """Write ``source`` repeated to at least ``min_ticks`` lines; returns the line count.
+
+    Copy ``n`` has every ``T``/``E`` moved by ``n * (span + 1 s)`` and every trade id
+    by ``n * id span`` of its symbol (``sources.replay.write_repeated``), so times and
+    ids keep increasing: what a longer recording of the same market would look like.
+    Whole copies only; ``.gz`` names are gzipped.
+    """
+    from sources.replay import write_repeated
+
+    passes = max(1, -(-min_ticks // count_lines(source)))
+    return write_repeated(source, dest, passes)
+
+
+def git_commit() -> str:
+    """Short commit of the working tree (``+dirty`` when it has local changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def new_prefix(kind: str = "bench") -> str:
+    """A unique Redis key prefix for one run."""
+    return f"{kind}:{uuid.uuid4().hex[:10]}:"
+
+
+def delete_prefix(prefix: str, url: str = REDIS_URL) -> int:
+    """Delete every Redis key under ``prefix``; returns how many."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+def flow_env(**settings: str) -> dict[str, str]:
+    """A process environment without the caller's ``PAIRFLOW_*`` plus these settings.
+
+    Keys are setting names without the prefix (``db``, ``replay_speed``...).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
+    env.update({f"PAIRFLOW_{k.upper()}": v for k, v in settings.items()})
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def settings_env(**settings: str) -> dict[str, str]:
+    """Only the ``PAIRFLOW_*`` settings, for ``load_settings(env)`` in-process."""
+    return {f"PAIRFLOW_{k.upper()}": v for k, v in settings.items()}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100, nearest rank) of ``values``; NaN if empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table; numbers right-aligned (first column left)."""
+    head = "| " + " | ".join(headers) + " |"
+    sep = "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"
+    body = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join([head, sep, *body])
+
+
+def machine() -> str:
+    """One line about this machine (CPU count, model, Python, load average now).
+
+    The load average matters: other processes on a 2-core machine move every number.
+    """
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores ({model}), Python {sys.version.split()[0]}, load avg {load}"
