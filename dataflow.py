@@ -102,7 +102,8 @@ class _Parser:
 
 
 def _is_chunk(item: Any) -> bool:
-    return isinstance(item, tuple)
+    """``(symbol, [Tick])`` from the parser (records are dataclasses, never plain tuples)."""
+    return type(item) is tuple
 
 
 def build(
