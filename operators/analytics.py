@@ -76,6 +76,8 @@ SHORT_SPREAD = "short_spread"
 LONG_SPREAD = "long_spread"
 EXIT = "exit"
 
+_SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwise sum)
+
 _TINY_SPREAD_REL = 1e3 * float(np.finfo(np.double).eps)
 """Spreads below this times the log-price level are rounding noise: treated as zero."""
 
@@ -444,15 +446,18 @@ def half_life(spreads: np.ndarray) -> float | None:
         The half-life, or ``None`` if lambda >= 0 (no mean reversion), 1 + lambda <= 0,
         or ``spread_{t-1}`` is constant.
     """
-    if spreads.shape[0] < 3:
+    m = spreads.shape[0] - 1
+    if m < 2:
         return None
     lag = spreads[:-1]
-    d = np.diff(spreads)
-    lc = lag - lag.mean()
+    d = spreads[1:] - lag  # np.diff
+    # sum(a) / m is exactly a.mean() (the same pairwise sum, one division), cheaper.
+    lc = lag - _SUM(lag) / m
     sxx = float(lc @ lc)
     if not sxx > 0.0:
         return None
-    lam = float(lc @ (d - d.mean())) / sxx
+    d -= _SUM(d) / m
+    lam = float(lc @ d) / sxx
     if not (lam < 0.0 and 1.0 + lam > 0.0):
         return None
     return finite_or_none(-math.log(2.0) / math.log1p(lam))

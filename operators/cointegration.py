@@ -20,6 +20,13 @@ per call. The same numbers come out of one cross-product matrix:
 * ``adf_pvalue`` (``regression="c"``) and ``coint`` (residual ADF with
   ``regression="n"``) share one Gram matrix when their maximum lags agree
   (``nobs >= 36``).
+* :func:`spread_tests` runs both through :func:`_adf_pair_fast`, the same
+  computation with as few array operations as possible (per-call Python and
+  numpy overhead dominates at these sizes): the design is built transposed, the two
+  search Grams are the blocks of one block-diagonal matrix (one ``dpotrf`` call
+  and one pivot check), both AIC searches are evaluated at once, and both refits
+  share a second block-diagonal factorisation. Anything it declines takes the
+  general path below.
 
 The p-values come from statsmodels' own :func:`~statsmodels.tsa.adfvalues.mackinnonp`
 (``N=1`` for ADF, ``N=2`` for the two-variable Engle-Granger test).
@@ -85,9 +92,16 @@ def adf_maxlag(nobs: int, regression: str = "c") -> int:
     Returns:
         The maximum lag; negative means the series is too short for the test.
     """
-    ntrend = _REG_TREND[regression]
-    maxlag = int(np.ceil(12.0 * np.power(nobs / 100.0, 1 / 4.0)))
-    return min(nobs // 2 - ntrend - 1, maxlag)
+    key = (nobs, regression)
+    lag = _MAXLAG.get(key)
+    if lag is None:
+        ntrend = _REG_TREND[regression]
+        maxlag = int(np.ceil(12.0 * np.power(nobs / 100.0, 1 / 4.0)))
+        lag = _MAXLAG[key] = min(nobs // 2 - ntrend - 1, maxlag)
+    return lag
+
+
+_MAXLAG: dict[tuple[int, str], int] = {}
 
 
 def _design(x: np.ndarray, p: int) -> np.ndarray:
@@ -137,6 +151,10 @@ def _aic(ssr: np.ndarray, nobs: int, k: np.ndarray) -> np.ndarray:
     llf = -np.log(ssr) * nobs2  # ssr > 0: the target's pivot was checked
     llf -= (1 + np.log(np.pi / nobs2)) * nobs2
     return -2 * llf + 2 * k
+
+
+_AIC_CONST: dict[int, float] = {}
+"""``(1 + log(pi / (nobs / 2))) * nobs / 2`` of :func:`_aic`, per ``nobs``."""
 
 
 def _adf_from_design(
@@ -224,6 +242,195 @@ def _prepare(x: np.ndarray) -> np.ndarray | None:
     return x
 
 
+_AdfTuple = tuple[float, int, int, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _PairLayout:
+    """Cached index arrays of :func:`_adf_pair_fast` for one ``(nobs, maxlag)``.
+
+    The pair design has ``p + 5`` columns: :func:`_design`'s ``p + 4`` and a zero
+    column (index ``p + 4``), whose Gram row and column are exactly zero and fill
+    the off-diagonal blocks of the block-diagonal gathers below.
+
+    Attributes:
+        search_ix: Flat index into the Gram giving the block-diagonal matrix of both
+            search Grams (``"c"`` block, then ``"n"`` block).
+        last_ix: The target rows' entries of that Cholesky factor that make up the
+            nested residual sums, in reverse column order (shape ``(2, p + 1)``).
+        ks2: Twice the matching AIC parameter counts, also reversed.
+    """
+
+    search_ix: np.ndarray
+    last_ix: tuple[np.ndarray, np.ndarray]
+    ks2: np.ndarray
+
+
+_LAYOUTS: dict[tuple[int, int], _PairLayout] = {}
+_FIT_IX: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _block_ix(blocks: list[np.ndarray], zero: int, width: int) -> np.ndarray:
+    """Flat index of a block-diagonal gather from raveled ``width``-square matrices.
+
+    ``blocks`` holds ``(off, cols)`` pairs: entry ``(i, j)`` of that block is
+    ``off + cols[i] * width + cols[j]``; off-block entries point at ``zero`` (the
+    flat position of an entry known to be 0).
+    """
+    m = sum(b[1].shape[0] for b in blocks)
+    ix = np.full((m, m), zero, dtype=np.intp)
+    at = 0
+    for off, cols in blocks:
+        k = cols.shape[0]
+        ix[at : at + k, at : at + k] = off + cols[:, None] * width + cols[None, :]
+        at += k
+    return ix
+
+
+def _layout(n: int, p: int) -> _PairLayout:
+    """The cached :class:`_PairLayout` for ``n`` points and maximum lag ``p``."""
+    lay = _LAYOUTS.get((n, p))
+    if lay is None:
+        w = p + 5
+        tgt, zero = p + 3, p + 4
+        c_cols = np.array([0, 1, *range(3, 3 + p), tgt])
+        n_cols = np.array([2, *range(3, 3 + p), tgt])
+        search_ix = _block_ix([(0, c_cols), (0, n_cols)], zero * w + zero, w)
+        r_c, r_n = p + 2, 2 * p + 4  # target rows of the two blocks
+        last_r = np.array([[r_c], [r_n]]).repeat(p + 1, axis=1)
+        last_c = np.stack([np.arange(p + 2, 1, -1), np.arange(2 * p + 4, p + 3, -1)])
+        ks2 = 2.0 * np.stack([np.arange(p + 2, 1, -1), np.arange(p + 1, 0, -1)])
+        lay = _PairLayout(search_ix, (last_r, last_c), ks2)
+        _LAYOUTS[(n, p)] = lay
+    return lay
+
+
+def _fit_ix(p: int, lag_c: int, lag_n: int) -> np.ndarray:
+    """Flat index of the block-diagonal refit Gram of both regressions.
+
+    The source is the refit Gram of ``lag_c`` (``(p + 5)``-square, raveled), followed
+    by that of ``lag_n`` when the lags differ. The blocks have columns ``[1, lags
+    1..lag_c, centred level, target]`` and ``[lags 1..lag_n, raw level, target]``.
+    """
+    key = (p, lag_c, lag_n)
+    ix = _FIT_IX.get(key)
+    if ix is None:
+        w = p + 5
+        zero = (p + 4) * w + p + 4
+        c_cols = np.array([0, *range(3, 3 + lag_c), 1, p + 3])
+        n_cols = np.array([*range(3, 3 + lag_n), 2, p + 3])
+        n_off = 0 if lag_c == lag_n else w * w
+        ix = _FIT_IX[key] = _block_ix([(0, c_cols), (n_off, n_cols)], zero, w)
+    return ix
+
+
+def _chol_ok(g: np.ndarray) -> np.ndarray | None:
+    """:func:`_chol` without the keyword-argument overhead (same checks)."""
+    low, info = dpotrf(g, 1, 1)
+    if info != 0:
+        return None
+    d = low.diagonal()
+    d = d * d
+    d /= g.diagonal()
+    if not _MIN(d) >= PIVOT_REL:
+        return None
+    return low
+
+
+_MIN = np.minimum.reduce
+_SUM = np.add.reduce
+
+
+def _adf_pair_fast(x: np.ndarray, p: int, total: float) -> tuple[_AdfTuple, _AdfTuple] | None:
+    """``"c"`` and ``"n"`` ADF statistics of ``x`` when both have maximum lag ``p``.
+
+    The computation of :func:`_adf_from_design` for both regressions at once, in
+    fewer array operations: the design is built transposed from slices; both search Grams are the
+    blocks of one block-diagonal matrix (its Cholesky factor is the two factors,
+    with the same pivots), so one ``dpotrf`` call and one pivot check serve both;
+    the AIC of both searches is evaluated at once; and both refits again share one
+    block-diagonal factorisation.
+
+    Args:
+        x: The series (1-d float64).
+        p: The common maximum lag.
+        total: ``x.sum()`` (``total / n`` is exactly ``x.mean()``: the same sum,
+            one division).
+
+    Returns:
+        ``((stat, lag, nobs, icbest) for "c", the same for "n")``, or ``None``
+        when any step is not numerically safe (the caller takes the general path).
+    """
+    n = x.shape[0]
+    rows = n - 1
+    nobs = rows - p
+    if nobs - (p + 2) <= 0:
+        return None
+    lay = _layout(n, p)
+    # The design transposed, one row per column of _design (plus the zero column):
+    # each row is contiguous, the lag rows are copied from a strided view of the
+    # zero-padded differences.
+    xl = x[:-1]
+    zt = np.empty((p + 5, rows))
+    zt[0] = 1.0
+    np.subtract(xl, total / n, out=zt[1])
+    zt[2] = xl
+    pad = np.zeros(p + rows)
+    dx = pad[p:]
+    np.subtract(x[1:], xl, out=dx)
+    if p > 0:  # row 3 + j - 1 is dx shifted by j: pad[p - j : p - j + rows]
+        zt[3 : p + 3] = np.ndarray((p, rows), np.float64, pad, (p - 1) * 8, (-8, 8))
+    zt[p + 3] = dx
+    zt[p + 4] = 0.0
+    zs = zt[:, p:]
+    gv = zs @ zs.T
+    low = _chol_ok(gv.ravel()[lay.search_ix])
+    if low is None:
+        return None
+    last = low[lay.last_ix]
+    last *= last
+    ssr = last.cumsum(axis=1)  # reversed: ssr[:, i] is the sum over columns >= k_i
+    # _aic's operations, in place (the same numbers).
+    nobs2 = nobs / 2.0
+    const = _AIC_CONST.get(nobs)
+    if const is None:
+        const = _AIC_CONST[nobs] = float((1 + np.log(np.pi / nobs2)) * nobs2)
+    aic = np.log(ssr)
+    aic *= -nobs2
+    aic -= const
+    aic *= -2
+    aic += lay.ks2
+    aic = aic[:, ::-1]
+    lag_c, lag_n = aic.argmin(axis=1).tolist()  # first minimum, in increasing lag order
+    nobs_c, nobs_n = rows - lag_c, rows - lag_n
+    k_c, k_n = 2 + lag_c, 1 + lag_n
+    if nobs_c - k_c <= 0 or nobs_n - k_n <= 0:
+        return None
+    if lag_c < p:
+        ze = zt[:, lag_c:p]
+        src = (gv + ze @ ze.T).ravel()
+    else:
+        src = gv.ravel()
+    if lag_n != lag_c:
+        if lag_n < p:
+            ze = zt[:, lag_n:p]
+            src = np.concatenate((src, (gv + ze @ ze.T).ravel()))
+        else:
+            src = np.concatenate((src, gv.ravel()))
+    low = _chol_ok(src[_fit_ix(p, lag_c, lag_n)])
+    if low is None:
+        return None
+    r_c, r_n = lag_c + 2, lag_c + lag_n + 4
+    sig_c = math.sqrt(low[r_c, r_c] ** 2 / (nobs_c - k_c))
+    sig_n = math.sqrt(low[r_n, r_n] ** 2 / (nobs_n - k_n))
+    if not (sig_c > 0.0 and sig_n > 0.0):
+        return None
+    return (
+        (float(low[r_c, r_c - 1] / sig_c), lag_c, nobs_c, float(aic[0, lag_c])),
+        (float(low[r_n, r_n - 1] / sig_n), lag_n, nobs_n, float(aic[1, lag_n])),
+    )
+
+
 def _adf_stats(
     x: np.ndarray, regressions: tuple[str, ...]
 ) -> dict[str, tuple[float, int, int, float, bool] | None]:
@@ -282,15 +489,32 @@ def _pvalue(stat: float, regression: str, n: int) -> float:
     """
     if _TABLES is None:  # pragma: no cover - other statsmodels layouts
         return float(mackinnonp(stat, regression=regression, N=n))
-    maxs, mins, stars, small, large = _TABLES
-    if stat > maxs[regression][n - 1]:
+    key = (regression, n)
+    tab = _PV_CACHE.get(key)
+    if tab is None:
+        maxs, mins, stars, small, large = _TABLES
+        i = n - 1
+        tab = _PV_CACHE[key] = (
+            float(maxs[regression][i]),
+            float(mins[regression][i]),
+            float(stars[regression][i]),
+            tuple(float(c) for c in small[regression][i][::-1]),
+            tuple(float(c) for c in large[regression][i][::-1]),
+        )
+    hi, lo, star, small_c, large_c = tab
+    if stat > hi:
         return 1.0
-    if stat < mins[regression][n - 1]:
+    if stat < lo:
         return 0.0
-    coef = (
-        small[regression][n - 1] if stat <= stars[regression][n - 1] else large[regression][n - 1]
-    )
-    return float(ndtr(_adfvalues.polyval(coef[::-1], stat)))
+    # numpy.polyval's Horner loop, in Python floats: the same IEEE operations.
+    acc = 0.0
+    for c in small_c if stat <= star else large_c:
+        acc = acc * stat + c
+    return float(ndtr(acc))
+
+
+_PvTable = tuple[float, float, float, tuple[float, ...], tuple[float, ...]]
+_PV_CACHE: dict[tuple[str, int], _PvTable] = {}
 
 
 def _mackinnon_tables() -> tuple[Any, ...] | None:
@@ -363,8 +587,18 @@ def spread_tests(spreads: np.ndarray, rsquared: float | None) -> SpreadTests:
     Returns:
         Both results; each is ``None`` where undefined.
     """
-    xs = _prepare(spreads)
     collinear = rsquared is not None and rsquared >= 1 - 100 * SQRTEPS
+    if (
+        rsquared is not None
+        and not collinear
+        and type(spreads) is np.ndarray
+        and spreads.dtype == np.float64
+        and spreads.ndim == 1
+    ):
+        fast = _spread_tests_fast(spreads)
+        if fast is not None:
+            return fast
+    xs = _prepare(spreads)
     if xs is None:
         if rsquared is not None and collinear:
             return SpreadTests(None, eg_stat_from_residuals(spreads, rsquared))
@@ -382,6 +616,29 @@ def spread_tests(spreads: np.ndarray, rsquared: float | None) -> SpreadTests:
         s = stats["n"]
         eg = AdfResult(s[0], _pvalue(s[0], "c", 2), s[1], s[2], s[3], s[4])
     return SpreadTests(adf, eg)
+
+
+def _spread_tests_fast(x: np.ndarray) -> SpreadTests | None:
+    """Both tests through :func:`_adf_pair_fast`, or ``None`` (take the general path).
+
+    A finite sum means every value is finite; a constant series has no variation in
+    the target column, fails the pivot check and so also ends up on the general path.
+    """
+    n = x.shape[0]
+    p = adf_maxlag(n, "c")
+    if p < 0 or p != adf_maxlag(n, "n"):
+        return None
+    total = float(_SUM(x))  # == x.sum(), without the method's Python wrapper
+    if not math.isfinite(total):
+        return None
+    pair = _adf_pair_fast(x, p, total)
+    if pair is None:
+        return None
+    c, e = pair
+    return SpreadTests(
+        AdfResult(c[0], _pvalue(c[0], "c", 1), c[1], c[2], c[3]),
+        AdfResult(e[0], _pvalue(e[0], "c", 2), e[1], e[2], e[3]),
+    )
 
 
 def coint_test(y: np.ndarray, x: np.ndarray) -> AdfResult | None:

@@ -255,3 +255,66 @@ def test_fast_mackinnon_pvalue_is_identical_to_statsmodels() -> None:
             assert _pvalue(float(stat), regression, n) == float(
                 mackinnonp(float(stat), regression=regression, N=n)
             )
+
+
+def test_pair_fast_path_equals_general_path_and_statsmodels() -> None:
+    # spread_tests takes _adf_pair_fast (both regressions, block-diagonal Cholesky);
+    # it must agree with the per-regression Gram path and with statsmodels, also when
+    # the two tests pick different lags or the largest lag.
+    from operators import cointegration as ci
+
+    rng = np.random.default_rng(11)
+    seen = {"lags_differ": 0, "max_lag": 0}
+    for trial in range(120):
+        n = int(rng.choice([36, 37, 60, 100, 300, 700]))
+        phi = rng.uniform(0.3, 1.0)
+        e = rng.normal(0, 1e-4, n)
+        if trial % 3 == 0:  # MA component: long lags get chosen
+            e[1:] += 0.9 * e[:-1]
+        u = np.zeros(n)
+        for t in range(1, n):
+            u[t] = phi * u[t - 1] + e[t]
+        s = u - u.mean()
+        p = adf_maxlag(n, "c")
+        fast = ci._adf_pair_fast(s, p, float(s.sum()))
+        assert fast is not None
+        for got, reg in zip(fast, ("c", "n"), strict=True):
+            ref = ci._adf_stats(s, (reg,))[reg]
+            assert ref is not None
+            assert got[1:3] == ref[1:3]
+            assert got[0] == pytest.approx(ref[0], rel=1e-12)
+            assert got[3] == pytest.approx(ref[3], rel=1e-12)
+        seen["lags_differ"] += fast[0][1] != fast[1][1]
+        seen["max_lag"] += p in (fast[0][1], fast[1][1])
+        if trial % 10 == 0:
+            res = spread_tests(s, 0.5)
+            ref_adf = sm_adf(s, "c")
+            ref_n = sm_adf(s, "n")
+            assert res.adf is not None and res.eg is not None
+            assert res.adf.usedlag == ref_adf.lags
+            assert res.adf.pvalue == pytest.approx(ref_adf.pvalue, abs=P_ATOL)
+            assert res.eg.usedlag == ref_n.lags
+            assert res.eg.stat == pytest.approx(ref_n.statistic, rel=STAT_RTOL, abs=STAT_ATOL)
+    assert seen["lags_differ"] > 0
+    assert seen["max_lag"] > 0
+
+
+def test_pair_fast_path_declines_degenerate_windows() -> None:
+    from operators import cointegration as ci
+
+    d = np.zeros(99)
+    d[:11] = np.arange(1, 12) * 0.01 * np.array([1, -1] * 5 + [1])
+    d[98] = 0.05
+    s = np.concatenate([[0.0], np.cumsum(d)])
+    s -= s.mean()
+    p = adf_maxlag(s.shape[0], "c")
+    assert ci._adf_pair_fast(s, p, float(s.sum())) is None
+    assert ci._adf_pair_fast(np.zeros(100), p, 0.0) is None
+    got = spread_tests(s, 0.5)  # general path / statsmodels fallback
+    ref = sm_adf(s, "c")
+    assert got.adf is not None
+    assert got.adf.pvalue == pytest.approx(ref.pvalue, abs=P_ATOL)
+    assert spread_tests(np.zeros(100), 0.5).adf is None
+    bad = s.copy()
+    bad[5] = np.nan
+    assert spread_tests(bad, 0.5) == ci.SpreadTests(None, None)  # general path
