@@ -261,8 +261,13 @@ def table(rows: list[Row], ours: Row, ceiling: Row) -> str:
     return md_table(heads, body)
 
 
-def targets(ours: Row, ceiling: Row, seed: Row, no_analytics: Row) -> str:
-    """The issue's three targets, met or not."""
+def targets(ours: Row, ceiling: Row, seed: Row, no_analytics: Row, bare: Row) -> str:
+    """The issue's three targets, met or not.
+
+    The "bare Bytewax parse + 1s window" ceiling is reported two ways: bytewax's own
+    ``fold_window`` (the literal reading) and our bar step without I/O (stricter: it
+    is faster than bytewax's window and also builds 1m/5m).
+    """
 
     def mark(ok: bool) -> str:
         return "met" if ok else "NOT met"
@@ -271,9 +276,11 @@ def targets(ours: Row, ceiling: Row, seed: Row, no_analytics: Row) -> str:
         [
             "",
             f"- end to end >= 100,000 ticks/s: {ours.rate:,.0f} ({mark(ours.rate >= 100_000)})",
-            f"- >= 0.5x the ceiling: {ours.rate / ceiling.rate:.2f}x "
-            f"({mark(ours.rate >= 0.5 * ceiling.rate)}); without analytics "
-            f"{no_analytics.rate / ceiling.rate:.2f}x",
+            f"- >= 0.5x the bare Bytewax ceiling (parse + fold_window 1s): "
+            f"{ours.rate / bare.rate:.2f}x ({mark(ours.rate >= 0.5 * bare.rate)})",
+            f"- >= 0.5x the stricter ceiling (parse + our 1s/1m/5m bar step): "
+            f"{ours.rate / ceiling.rate:.2f}x ({mark(ours.rate >= 0.5 * ceiling.rate)}); "
+            f"without analytics {no_analytics.rate / ceiling.rate:.2f}x",
             f"- >= 20x the seed-style baseline: {ours.rate / seed.rate:.1f}x "
             f"({mark(ours.rate >= 20 * seed.rate)}); without analytics (the baseline has "
             f"none) {no_analytics.rate / seed.rate:.1f}x",
@@ -387,7 +394,7 @@ def main() -> None:
             print(f"  {name}: {wall:.2f} s", file=sys.stderr)
         rows.append(run_baseline(path, tmp, args.baseline_ticks, ticks))
         print(table(rows, rows[0], rows[3]))
-        print(targets(rows[0], rows[3], rows[-1], rows[1]))
+        print(targets(rows[0], rows[3], rows[-1], rows[1], rows[4]))
         if args.profile:
             print("\nProfile of the full flow (py-spy, CPU samples):\n")
             print(profile(path, args.profile_out, args.windows, not args.no_redis))
