@@ -69,6 +69,10 @@ def make_source(settings: Settings) -> Source[Any]:
     return BinanceSource(settings)
 
 
+FUTURE_TOLERANCE_MS = 60_000
+"""Trades stamped more than this ahead of the wall clock are rejected (clock skew margin)."""
+
+
 class _Parser:
     """``flat_map_batch`` body: frames -> ``(symbol, [Tick])`` chunks, rejects, records."""
 
@@ -83,7 +87,9 @@ class _Parser:
 
     def __call__(self, items: list[Any]) -> Iterable[Any]:
         now = now_ms()
-        by_symbol, rejects, other = parse_batch(items, self.symbols, self.source, now)
+        by_symbol, rejects, other = parse_batch(
+            items, self.symbols, self.source, now, now + FUTURE_TOLERANCE_MS
+        )
         out: list[Any] = list(by_symbol.items())
         out.extend(rejects)
         out.extend(other)

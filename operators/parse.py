@@ -11,7 +11,9 @@ Reasons (the part before ``:`` is stable, the rest names the field):
 ``field_type:F``, ``bad_symbol``, ``unknown_symbol``, ``stream_symbol_mismatch``,
 ``trade_id_negative``, ``price_not_numeric``, ``price_not_finite``,
 ``price_not_positive``, ``qty_not_numeric``, ``qty_not_finite``,
-``qty_not_positive``, ``trade_time_out_of_range``, ``event_time_out_of_range``.
+``qty_not_positive``, ``trade_time_out_of_range``, ``event_time_out_of_range``,
+``trade_time_in_future`` (more than a minute ahead of the wall clock; see
+:func:`parse_batch`).
 """
 
 from __future__ import annotations
@@ -206,7 +208,11 @@ def tick_json(tick: Tick) -> str:
 
 
 def parse_batch(
-    raws: Iterable[object], symbols: frozenset[str], source: str, received_at_ms: int
+    raws: Iterable[object],
+    symbols: frozenset[str],
+    source: str,
+    received_at_ms: int,
+    max_trade_time_ms: int | None = None,
 ) -> tuple[dict[str, list[Tick]], list[Reject], list[object]]:
     """Parse a batch of source items, grouping good ticks by symbol (in input order).
 
@@ -216,6 +222,9 @@ def parse_batch(
         symbols: Accepted symbols.
         source: Source name written into ``rejects.source``.
         received_at_ms: Wall-clock time stamped on rejects.
+        max_trade_time_ms: Reject ticks whose trade time is later than this as
+            ``trade_time_in_future`` (the flow passes now + 60 s: one bogus far-future
+            ``T`` would otherwise close every bar and make later trades late).
 
     Returns:
         ``(ticks by symbol, rejects, pass-through records)``.
@@ -232,6 +241,11 @@ def parse_batch(
             rejects.append(Reject(received_at_ms, source, out, raw_text(raw)))
         else:
             tick: Tick = out  # type: ignore[assignment]
+            if max_trade_time_ms is not None and tick.trade_time_ms > max_trade_time_ms:
+                rejects.append(
+                    Reject(received_at_ms, source, "trade_time_in_future", raw_text(raw))
+                )
+                continue
             lst = by_symbol.get(tick.symbol)
             if lst is None:
                 by_symbol[tick.symbol] = [tick]

@@ -146,3 +146,11 @@ def test_parse_never_raises_on_mutated_trade_fields(changes: dict[str, object]):
     out = parse_frame(frame(**changes), SYMBOLS)
     if isinstance(out, Tick):
         assert out.price > 0 and out.qty > 0
+
+
+def test_parse_batch_rejects_trade_time_beyond_the_limit_as_in_future():
+    now = 1_723_161_255_342
+    items = [frame(T=now), frame(t=3735683260, T=now + 61_000)]
+    by_symbol, rejects, _ = parse_batch(items, SYMBOLS, "binance", now, now + 60_000)
+    assert [t.trade_time_ms for t in by_symbol["BTCUSDT"]] == [now]
+    assert [r.reason for r in rejects] == ["trade_time_in_future"]

@@ -77,3 +77,19 @@ def test_pipeline_redis_streams_hold_exactly_the_input_ticks(recording, tmp_path
     total = sum(len(v) for v in want.values())
     assert int(stats["duplicates_total"]) == total  # the second replay was refused whole
     assert int(stats["written_total"]) == total
+
+
+def test_pipeline_one_far_future_frame_is_rejected_and_bars_stay_exact(recording, tmp_path):
+    lines = gzip.open(recording, "rt").read().splitlines()
+    bogus = json.loads(lines[100])
+    bogus["data"]["T"] = bogus["data"]["E"] = 3_786_912_000_000  # 2090
+    path = tmp_path / "future.ndjson"
+    mixed = [*lines[:100], json.dumps(bogus), *lines[101:]]
+    path.write_text("\n".join(mixed) + "\n")
+    db = tmp_path / "future.db"
+    run_flow(_replay_settings(path, db, "", windows="1s=60"))
+    rejects = read_table(db, "rejects", "received_at")
+    assert list(rejects["reason"]) == ["trade_time_in_future"]
+    want = resample_bars(trades_from_file(path).drop(index=100))
+    compare_bars(read_table(db, "bars", "symbol, tf, open_time"), want)
+    assert len(read_table(db, "analytics", "ts")) > 100
