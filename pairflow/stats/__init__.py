@@ -1,0 +1,1 @@
+"""Pure statistics of the pair analytics (no Bytewax, no I/O)."""
