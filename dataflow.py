@@ -1,4 +1,4 @@
-"""The pairflow dataflow: Binance trades -> Redis tee, OHLCV bars, pair analytics -> DuckDB.
+"""The pairflow dataflow: trades -> Redis tee, OHLCV bars, pair analytics -> DuckDB.
 
 Two ways to run it::
 
@@ -9,13 +9,14 @@ Configuration comes from ``PAIRFLOW_*`` environment variables or ``pairflow.toml
 (see README). ``build(settings)`` makes the flow for tests and tools; the
 module attribute ``flow`` is built from the environment on first access.
 
-Flow::
+Flow (records, see ``docs/architecture.md``)::
 
-    source -> parse (flat_map_batch) -> rejects ----------------------------+
-                 |-> key by symbol -> sequence (dup/backwards ids) -> rejects -+
-                                        |-> Redis tee (XADD ticks:{SYMBOL})   |
-                                        |-> bars (1s/1m/5m, stateful) --------+-> DuckDB
-                                                |-> pair analytics ----------+
+    source (own wire format -> Tick | Bar | Reject | Gap | Stat)
+      -> ingest (group ticks by symbol; unknown symbol / future time) -> rejects ---+
+           |-> key by symbol -> sequence (dup/backwards ids) -> rejects ------------+
+                                  |-> Redis tee (XADD ticks:{SYMBOL})                |
+                                  |-> bars (1s/1m/5m, stateful) + source bars ------+-> DuckDB
+                                          |-> pair analytics ------------------------+
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,83 +33,15 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
 from operators.bars import BarLogic, BarState
-from operators.parse import parse_batch
+from operators.ingest import Chunk, Ingest, is_chunk
 from operators.sequence import SequenceLogic, SequenceState
 from pairflow.config import ConfigError, Settings, load_settings, redact_url
-from pairflow.records import Bar, Stat, Tick, Watermark
-from pairflow.timeutil import now_ms
+from pairflow.records import Bar, Watermark
 from sinks.duckdb_sink import DuckDBSink
 from sinks.redis_sink import RedisTeeSink
+from sources.registry import make_source
 
 log = logging.getLogger("pairflow")
-
-
-def make_source(settings: Settings) -> Source[Any]:
-    """The input named by ``settings.source_kind``."""
-    if settings.source_kind == "replay":
-        from sources.replay import ReplaySource
-
-        assert settings.replay_path is not None
-        return ReplaySource(settings.replay_path, settings.replay_speed, settings.replay_loop)
-    if settings.source_kind == "synthetic":
-        from sources.synthetic import SyntheticParams, SyntheticSource
-
-        params = SyntheticParams(beta=settings.synthetic_beta, rate=settings.synthetic_rate)
-        return SyntheticSource(
-            settings.symbols, settings.seed, settings.synthetic_duration_s, params
-        )
-    try:
-        from sources.binance import BinanceSource
-    except ImportError as exc:  # pragma: no cover - only before the live source exists
-        msg = (
-            "the live Binance source is not available in this build; "
-            "use PAIRFLOW_SOURCE=replay:PATH or PAIRFLOW_SOURCE=synthetic"
-        )
-        raise ConfigError(msg) from exc
-    return BinanceSource(settings)
-
-
-FUTURE_TOLERANCE_MS = 60_000
-"""Trades stamped more than this ahead of the wall clock are rejected (clock skew margin)."""
-
-
-class _Parser:
-    """``flat_map_batch`` body: frames -> ``(symbol, [Tick])`` chunks, rejects, records."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.symbols = frozenset(settings.symbols)
-        self.source = settings.source_name
-        self.every_ms = int(settings.stats_every_s * 1000)
-        self.ticks_total = 0
-        self.rejects_total = 0
-        self.last_stat_ms = now_ms()
-        self.ticks_at_last_stat = 0
-
-    def __call__(self, items: list[Any]) -> Iterable[Any]:
-        now = now_ms()
-        by_symbol, rejects, other = parse_batch(
-            items, self.symbols, self.source, now, now + FUTURE_TOLERANCE_MS
-        )
-        out: list[Any] = list(by_symbol.items())
-        out.extend(rejects)
-        out.extend(other)
-        self.ticks_total += sum(len(v) for v in by_symbol.values())
-        self.rejects_total += len(rejects)
-        if now - self.last_stat_ms >= self.every_ms:
-            rate = (self.ticks_total - self.ticks_at_last_stat) * 1000 / (now - self.last_stat_ms)
-            out += [
-                Stat(now, "parse", "ticks_total", self.ticks_total),
-                Stat(now, "parse", "ticks_per_s", rate),
-                Stat(now, "parse", "rejects_total", self.rejects_total),
-            ]
-            self.last_stat_ms = now
-            self.ticks_at_last_stat = self.ticks_total
-        return out
-
-
-def _is_chunk(item: Any) -> bool:
-    """``(symbol, [Tick])`` from the parser (records are dataclasses, never plain tuples)."""
-    return type(item) is tuple
 
 
 def build(
@@ -129,10 +61,15 @@ def build(
     """
     flow = Dataflow("pairflow")
     inp = op.input("input", flow, source if source is not None else make_source(settings))
-    parsed = op.flat_map_batch("parse", inp, _Parser(settings))
-    split = op.branch("split_parsed", parsed, _is_chunk)
-    chunks: Stream[tuple[str, list[Tick]]] = split.trues
-    records = split.falses  # Reject | Stat | Gap
+    ingest = Ingest(
+        frozenset(settings.symbols), settings.source_name, int(settings.stats_every_s * 1000)
+    )
+    grouped = op.flat_map_batch("ingest", inp, ingest)
+    split = op.branch("split_ingested", grouped, is_chunk)
+    chunks: Stream[Chunk] = split.trues
+    rec_split = op.branch("source_bars", split.falses, lambda x: isinstance(x, Bar))
+    source_bars: Stream[Bar] = rec_split.trues  # klines (warm start, kline files)
+    records = rec_split.falses  # Reject | Stat | Gap
 
     def seq_builder(resume: SequenceState | None) -> SequenceLogic:
         return SequenceLogic(settings.source_name, resume)
@@ -163,7 +100,7 @@ def build(
 
     bar_out = op.map("bar_values", op.stateful_batch("bars", valid, bar_builder), lambda kv: kv[1])
     bar_split = op.branch("split_bars", bar_out, lambda x: isinstance(x, (Bar, Watermark)))
-    bars_and_marks = bar_split.trues
+    bars_and_marks = op.merge("all_bars", source_bars, bar_split.trues)
     bar_records = bar_split.falses  # late-tick Rejects and Stats
     bars = op.filter("bars_only", bars_and_marks, lambda x: isinstance(x, Bar))
 
@@ -191,24 +128,28 @@ def build(
 
 
 def _describe(settings: Settings) -> str:
-    src = settings.source_kind
-    if settings.replay_path is not None:
-        src += f":{settings.replay_path}"
     return (
-        f"pairflow: source={src} symbols={','.join(settings.symbols)} "
+        f"pairflow: source={settings.source.describe()} symbols={','.join(settings.symbols)} "
         f"pairs={','.join('/'.join(p) for p in settings.pairs)} db={settings.db_path} "
         f"redis={redact_url(settings.redis_url)}"
     )
 
 
+CONFIG_ERROR_EXIT = 2
+"""Exit status of a configuration error, under ``bytewax.run`` and ``dataflow.py`` alike."""
+
+
 def _build_from_env() -> Dataflow:
+    from pairflow.summary import print_at_exit
+
     try:
         settings = load_settings()
         built = build(settings)
     except ConfigError as exc:
-        msg = f"pairflow: configuration error: {exc}"
-        raise SystemExit(msg) from None
+        print(f"pairflow: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(CONFIG_ERROR_EXIT) from None
     log.info(_describe(settings))
+    print_at_exit(settings.db_path)
     return built
 
 
@@ -223,10 +164,13 @@ def __getattr__(name: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """``python dataflow.py``: run with short epochs, optional recovery, graceful stop."""
+    from pairflow.shutdown import install_signal_handlers
+
+    install_signal_handlers()  # first thing: a stop during start-up is graceful too
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from pairflow.shutdown import install_signal_handlers
+    from pairflow.summary import print_at_exit
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-w", "--workers-per-process", type=int, default=1)
@@ -243,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         built = build(settings)
     except ConfigError as exc:
         print(f"pairflow: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_EXIT
     log.info(_describe(settings))
+    print_at_exit(settings.db_path)
     recovery = None
     if args.recovery_directory is not None:
         from pairflow.recovery import ensure_recovery_dir
@@ -253,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         recovery = RecoveryConfig(
             str(args.recovery_directory), timedelta(seconds=args.backup_interval_s)
         )
-    install_signal_handlers()
     cli_main(
         built,
         workers_per_process=args.workers_per_process,

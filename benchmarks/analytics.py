@@ -28,26 +28,24 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import time
 import warnings
 from functools import partial
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # One BLAS thread unless told otherwise (set before numpy loads): a bytewax worker
 # is one thread, and multi-threaded BLAS on small matrices mostly adds contention.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np  # noqa: E402 - after the BLAS thread settings above
 
 from operators.analytics import PairAnalyticsLogic, new_state, pair_key  # noqa: E402
 from pairflow.records import AnalyticsRow, Bar, Watermark  # noqa: E402
+from pairflow.testing import RECORDING as TRADES  # noqa: E402
 
-TRADES = ROOT / "data" / "recordings" / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
 Y, X = "BTCUSDT", "ETHUSDT"
 KEY = pair_key(Y, X, "1s")
 T0 = 1_723_161_255_000
@@ -55,7 +53,7 @@ T0 = 1_723_161_255_000
 
 def real_log_returns() -> tuple[float, float, np.ndarray, np.ndarray]:
     """Start log prices and 1s log returns of the real data (last trade per second, ffilled)."""
-    from tests.oracle import one_second_closes
+    from pairflow.testing.oracle import one_second_closes
 
     grid = one_second_closes(TRADES)
     ly, lx = np.log(grid[Y].to_numpy()), np.log(grid[X].to_numpy())

@@ -21,18 +21,15 @@ import argparse
 import multiprocessing as mp
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import plotly.io as pio
 
-import plotly.io as pio  # noqa: E402
-
-from dashboard import charts, queries  # noqa: E402
-from tests.helpers_dbgen import GenSpec, generate_db  # noqa: E402
+from dashboard import charts, queries
+from pairflow.testing.dbgen import GenSpec, generate_db
 
 
 def refresh(

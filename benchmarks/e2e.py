@@ -12,7 +12,7 @@ process with ``run_main`` (interpreter start-up and imports excluded), through:
 * **pairflow, all sinks**: the real ``dataflow.build`` with the Redis tee (unique
   key prefix, deleted afterwards), a DuckDB file and analytics with the default
   windows ``1s=300,1m=120,5m=60``; then the same without analytics, and without Redis;
-* **ceiling**: the same source -> ``operators.parse.parse_batch`` -> our bar step
+* **ceiling**: the same source -> ``sources.binance.wire.parse_batch`` -> our bar step
   (1s/1m/5m event-time bars) -> a null sink: what Bytewax can do with our parsing
   and windowing and no I/O;
 * **bytewax fold_window**: source -> parse -> one item per tick ->
@@ -50,12 +50,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import dataflow  # noqa: E402
-from benchmarks._common import (  # noqa: E402
+import dataflow
+from benchmarks.seed_baseline import run_seed_baseline
+from operators.bars import BarLogic
+from pairflow.config import load_settings
+from pairflow.records import Bar, Tick
+from pairflow.testing.bench import (
     RECORDING,
     REDIS_URL,
     count_lines,
@@ -67,12 +67,10 @@ from benchmarks._common import (  # noqa: E402
     read_lines,
     settings_env,
 )
-from benchmarks.seed_baseline import run_seed_baseline  # noqa: E402
-from operators.bars import BarLogic  # noqa: E402
-from operators.parse import parse_batch  # noqa: E402
-from pairflow.config import load_settings  # noqa: E402
-from pairflow.records import Bar, Tick  # noqa: E402
-from sources.replay import ReplaySource  # noqa: E402
+from sources.binance.wire import parse_batch
+from sources.replay import ReplaySource
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_WINDOWS = "1s=300,1m=120,5m=60"
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
@@ -178,7 +176,9 @@ def run_ceiling(path: Path) -> tuple[float, str]:
     inp = op.input("input", flow, ReplaySource(path))
     chunks = op.flat_map_batch("parse", inp, _parse_chunks)
     bars = op.stateful_batch(
-        "bars", chunks, lambda resume: BarLogic("replay", wall_clock=False, state=resume)
+        "bars",
+        chunks,
+        lambda resume: BarLogic("replay", wall_clock=False, grace_ms=300, state=resume),
     )
     sink = NullSink()
     op.output("null", op.filter("bars_only", bars, lambda kv: isinstance(kv[1], Bar)), sink)

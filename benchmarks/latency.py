@@ -40,11 +40,7 @@ from pathlib import Path
 import duckdb
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks._common import (  # noqa: E402
+from pairflow.testing.bench import (
     RECORDING,
     REDIS_URL,
     delete_prefix,
@@ -55,7 +51,9 @@ from benchmarks._common import (  # noqa: E402
     new_prefix,
     percentile,
 )
-from pairflow.timeutil import now_ms  # noqa: E402
+from pairflow.timeutil import now_ms
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_WINDOWS = "1s=30,1m=120,5m=60"
 """1s analytics need W grid points before the first row: 30 s here (300 s by default)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import sys
 import tempfile
 import time
 import uuid
@@ -19,11 +18,10 @@ from pathlib import Path
 import redis
 from bytewax.testing import run_main
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import dataflow
+from pairflow.config import load_settings
 
-import dataflow  # noqa: E402
-from pairflow.config import load_settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT = ROOT / "data/recordings/binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,11 +33,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks._common import (  # noqa: E402
+from pairflow.testing.bench import (
     RECORDING,
     REDIS_URL,
     delete_prefix,
@@ -47,7 +42,9 @@ from benchmarks._common import (  # noqa: E402
     new_prefix,
     read_lines,
 )
-from sinks.schema import BAR_COLUMNS, create_all  # noqa: E402
+from sinks.schema import BAR_COLUMNS, create_all
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RULES = {"1s": "1s", "1m": "1min", "5m": "5min"}
 INSERT_SQL = (

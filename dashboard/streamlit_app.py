@@ -14,23 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # `streamlit run dashboard` puts only dashboard/ on the path
-    sys.path.insert(0, str(_ROOT))
+import duckdb
+import streamlit as st
 
-import duckdb  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboard import charts, queries  # noqa: E402
-from pairflow.config import DEFAULTS, ConfigError, load_settings  # noqa: E402
-from pairflow.timeutil import TF_MS, UTC  # noqa: E402
+from dashboard import charts, queries
+from pairflow.config import DEFAULTS, ConfigError, load_settings
+from pairflow.timeutil import TF_MS, UTC
 
 LOG = logging.getLogger("pairflow.dashboard")
 

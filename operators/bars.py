@@ -28,16 +28,17 @@ order-independent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from operators.parse import tick_json
-from pairflow.records import Bar, Reject, Stat, Tick, Watermark
-from pairflow.timeutil import TF_MS, ms_to_dt, now_ms
+from pairflow.records import Bar, Reject, Stat, Tick, Watermark, tick_raw
+from pairflow.timeutil import TF_MS, TIMEFRAMES, ms_to_dt, now_ms
 
-TIMEFRAMES: tuple[str, ...] = ("1s", "1m", "5m")
+AMEND_HORIZON_MS = 300_000
+"""How far behind the close frontier a late tick may still amend its bar (5 min)."""
 
 
 class BarAcc:
@@ -63,20 +64,23 @@ class BarAcc:
         self.volume = q
         self.quote_volume = p * q
         self.taker_buy = 0.0 if tick.buyer_is_maker else q
-        self.trades = 1
-        self.first_id = self.last_id = tick.trade_id
+        self.trades = tick.count
+        self.first_id = tick.trade_id - tick.count + 1
+        self.last_id = tick.trade_id
 
     def add(self, tick: Tick) -> None:
         """Fold one more tick in (any order)."""
         p = tick.price
         q = tick.qty
         tid = tick.trade_id
+        n = tick.count
         if tid > self.last_id:
             self.close = p
             self.last_id = tid
-        elif tid < self.first_id:
+        first = tid - n + 1
+        if first < self.first_id:
             self.open = p
-            self.first_id = tid
+            self.first_id = first
         if p > self.high:
             self.high = p
         elif p < self.low:
@@ -85,7 +89,7 @@ class BarAcc:
         self.quote_volume += p * q
         if not tick.buyer_is_maker:
             self.taker_buy += q
-        self.trades += 1
+        self.trades += n
 
     def copy(self) -> BarAcc:
         """An independent copy (for snapshots)."""
@@ -178,10 +182,10 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         source: str,
         *,
         wall_clock: bool,
-        grace_ms: int = 500,
-        amend_horizon_ms: int = 300_000,
+        grace_ms: int,
+        amend_horizon_ms: int = AMEND_HORIZON_MS,
         state: BarState | None = None,
-        clock_ms: object = now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.source = source
         self.wall_clock = wall_clock
@@ -193,7 +197,7 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
             # Resumed after a restart: the event clock was paused while we were down.
             # Without this the downtime would close every bar at once and the
             # backfilled trades of the gap would all arrive "late".
-            state.last_arrival_ms = clock_ms()  # type: ignore[operator]
+            state.last_arrival_ms = clock_ms()
 
     @property
     def symbol(self) -> str:
@@ -291,16 +295,16 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
                         late = True
                 if late:
                     st.late_total += 1
-                    out.append(Reject(self.clock_ms(), self.source, "late_tick", tick_json(tick)))  # type: ignore[operator]
+                    out.append(Reject(self.clock_ms(), self.source, "late_tick", tick_raw(tick)))
         if last_event > st.last_event_ms:
             st.last_event_ms = last_event
-            st.last_arrival_ms = self.clock_ms()  # type: ignore[operator]
+            st.last_arrival_ms = self.clock_ms()
         if amended:
             st.amended_total += len(amended)
             for (tf, o), acc in amended.items():
                 out.append(acc.to_bar(self.symbol, tf, o))
             out.append(
-                Stat(self.clock_ms(), f"bars:{self.symbol}", "amended_bars_total", st.amended_total)  # type: ignore[operator]
+                Stat(self.clock_ms(), f"bars:{self.symbol}", "amended_bars_total", st.amended_total)
             )
         if self.wall_clock:
             out.extend(self._close_by_clock())
@@ -308,7 +312,7 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
 
     def _event_clock_ms(self) -> int:
         st = self.state
-        return st.last_event_ms + (self.clock_ms() - st.last_arrival_ms)  # type: ignore[operator]
+        return st.last_event_ms + (self.clock_ms() - st.last_arrival_ms)
 
     def _close_by_clock(self) -> list[BarOut]:
         out: list[BarOut] = []

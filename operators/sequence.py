@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from bytewax.operators import StatefulBatchLogic
 
-from operators.parse import tick_json
-from pairflow.records import Reject, Tick
+from pairflow.records import Reject, Tick, tick_raw
 from pairflow.timeutil import now_ms
 
 
@@ -49,7 +48,7 @@ class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", Sequen
                     last = tid
                 else:
                     reason = "duplicate_trade_id" if tid == last else "backwards_trade_id"
-                    out.append(Reject(now_ms(), self.source, reason, tick_json(tick)))
+                    out.append(Reject(now_ms(), self.source, reason, tick_raw(tick)))
             if good:
                 out.append(good)
         self.state.last_trade_id = last

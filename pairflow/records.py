@@ -8,11 +8,16 @@ workers and into recovery snapshots. Times are epoch milliseconds (``*_ms``); us
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
+
+import orjson
 
 
 class Tick(NamedTuple):
-    """One validated Binance ``trade`` event.
+    """One validated trade (or an aggregate of consecutive trades at one price).
+
+    Every source turns its own wire format into ticks (Binance frames, public-data
+    CSV rows, simulated trades); nothing after the source sees the wire format.
 
     A ``NamedTuple`` rather than a frozen dataclass: it is created once per trade on
     the hot path, and tuple construction is ~3x cheaper (measured in
@@ -28,6 +33,8 @@ class Tick(NamedTuple):
         buyer_is_maker: ``m``; true means the taker sold.
         p: ``p`` exactly as received (kept for the Redis tee).
         q: ``q`` exactly as received (kept for the Redis tee).
+        count: Trades this tick stands for: 1 for a trade; ``l - f + 1`` for an
+            aggregate trade (ids ``trade_id - count + 1 .. trade_id``, one price).
     """
 
     symbol: str
@@ -39,6 +46,32 @@ class Tick(NamedTuple):
     buyer_is_maker: bool
     p: str
     q: str
+    count: int = 1
+
+    @property
+    def first_trade_id(self) -> int:
+        """Lowest trade id this tick covers (``trade_id`` unless it is an aggregate)."""
+        return self.trade_id - self.count + 1
+
+
+def tick_raw(tick: Tick) -> str:
+    """A tick as JSON text for ``rejects.raw`` when a valid tick is refused later.
+
+    Keys are the short trade-field names (``s t p q T E m``; ``n`` for aggregates),
+    independent of the source's wire format.
+    """
+    data: dict[str, object] = {
+        "s": tick.symbol,
+        "t": tick.trade_id,
+        "p": tick.p,
+        "q": tick.q,
+        "T": tick.trade_time_ms,
+        "E": tick.event_time_ms,
+        "m": tick.buyer_is_maker,
+    }
+    if tick.count != 1:
+        data["n"] = tick.count
+    return orjson.dumps(data).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +97,8 @@ class Bar:
     """A closed OHLCV bar of one symbol over one epoch-aligned interval.
 
     ``open``/``close`` are the prices of the lowest/highest trade id in the interval,
-    so a bar does not depend on the order in which its ticks arrived.
+    so a bar does not depend on the order in which its ticks arrived. Bars made from
+    exchange klines (warm start, kline dumps) carry no trade ids (``None``).
 
     Attributes:
         symbol: Binance symbol.
@@ -93,8 +127,8 @@ class Bar:
     quote_volume: float
     trades: int
     taker_buy_volume: float
-    first_trade_id: int
-    last_trade_id: int
+    first_trade_id: int | None
+    last_trade_id: int | None
 
     @property
     def vwap(self) -> float:
@@ -195,3 +229,7 @@ class Watermark:
     symbol: str
     tf: str
     through_ms: int
+
+
+SourceItem: TypeAlias = Tick | Bar | Reject | Gap | Stat
+"""What a source emits: typed records only (each source owns its wire format)."""

@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 UTC = timezone.utc
 
 TF_MS: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
-"""Length of each supported bar timeframe in milliseconds."""
+"""Length of each supported bar timeframe in milliseconds (the one definition)."""
+
+TIMEFRAMES: tuple[str, ...] = tuple(TF_MS)
+"""The bar timeframes, shortest first."""
 
 
 def ms_to_dt(ms: int) -> datetime:
@@ -43,8 +46,3 @@ def now_ms() -> int:
 def now_utc() -> datetime:
     """Current wall-clock time as an aware UTC datetime."""
     return datetime.now(tz=UTC)
-
-
-def floor_ms(ts_ms: int, tf_ms: int) -> int:
-    """Start of the epoch-aligned interval of length ``tf_ms`` that contains ``ts_ms``."""
-    return ts_ms - ts_ms % tf_ms

@@ -27,6 +27,7 @@ import pandas as pd
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Signal, Stat
+from pairflow.summary import COUNTS
 from pairflow.timeutil import now_ms
 from sinks.schema import TABLE_COLUMNS, UPSERT_TABLES, create_all
 
@@ -207,6 +208,8 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
             write_frames(con, frames)
         finally:
             con.close()
+        for table, df in frames.items():
+            COUNTS[f"rows:{table}"] += len(df)
         self.pending = PendingRows()
         self.flushes += 1
 

@@ -12,8 +12,10 @@ The file holds one envelope per line in arrival order (the format of
   it *ends* now: it is replayed at once as recent history (analytics windows are
   warm immediately), and the following passes arrive live, paced (the demo).
 
-Unparseable lines are passed through untouched (the parse step rejects them) and,
-when pacing, are emitted right away. Resumable: the snapshot is the position in the
+The file is Binance's combined-stream format, so lines are decoded by
+:mod:`sources.binance.wire` into ``Tick`` records (or ``Reject`` records with the raw
+line and a reason) before they leave the source; when pacing, unparseable lines are
+emitted right away. Resumable: the snapshot is the position in the
 current pass, the pass number and the time shift. A paced loop that resumes after
 downtime moves its shift forward so the next trade happens "now": the downtime shows
 as a gap in the data, as it would for a live feed (times only ever move forward).
@@ -24,16 +26,19 @@ from __future__ import annotations
 import gzip
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from pairflow.errors import ConfigError
 from pairflow.shutdown import stop_requested
 from pairflow.timeutil import ms_to_dt, now_ms
+from sources.binance.wire import decode_frames
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +141,9 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
         loop: bool,
         batch_size: int,
         resume: ReplayState | None,
+        symbols: frozenset[str] | None = None,
     ) -> None:
+        self.symbols = symbols
         self.path = path
         self.speed = speed
         self.loop = loop
@@ -182,7 +189,17 @@ class ReplayPartition(StatefulSourcePartition[bytes, ReplayState]):
             line = next(self.lines, None)
         return line
 
-    def next_batch(self) -> list[bytes]:
+    def next_batch(self) -> list[Any]:
+        """The due frames as records (``Tick``/``Reject``); StopIteration at the end.
+
+        Built without ``symbols`` (tests of the pacing), the raw frames are returned.
+        """
+        frames = self._next_frames()
+        if self.symbols is None:
+            return frames
+        return decode_frames(frames, self.symbols, "replay", now_ms())
+
+    def _next_frames(self) -> list[bytes]:
         """Up to ``batch_size`` frames that are due; raises StopIteration at the end."""
         if stop_requested():
             raise StopIteration
@@ -252,11 +269,20 @@ class ReplaySource(FixedPartitionedSource[bytes, ReplayState]):
 
     def __init__(
         self,
-        path: Path | str,
+        path: Path | str | Sequence[Path],
         speed: float | None = None,
         loop: bool = False,
         batch_size: int = 4096,
+        *,
+        symbols: frozenset[str] | None = None,
     ) -> None:
+        if not isinstance(path, (str, Path)):
+            paths = list(path)
+            if len(paths) != 1:
+                msg = "replay of several files at once is not supported yet; give one file"
+                raise ConfigError(msg)
+            path = paths[0]
+        self.symbols = symbols
         self.path = Path(path)
         self.speed = speed
         self.loop = loop
@@ -270,7 +296,9 @@ class ReplaySource(FixedPartitionedSource[bytes, ReplayState]):
         self, step_id: str, for_part: str, resume_state: ReplayState | None
     ) -> ReplayPartition:
         """Open the file, resuming at the snapshot position if any."""
-        return ReplayPartition(self.path, self.speed, self.loop, self.batch_size, resume_state)
+        return ReplayPartition(
+            self.path, self.speed, self.loop, self.batch_size, resume_state, self.symbols
+        )
 
 
 def write_repeated(src: Path, dst: Path, passes: int) -> int:

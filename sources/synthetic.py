@@ -9,8 +9,8 @@ Model (log prices, time in seconds):
 * Any further symbols are independent random walks.
 
 Trades arrive as a Poisson process at ``rate`` per second per symbol; prices are
-rounded to 0.01, quantities are log-normal rounded to 1e-5 (never 0). Frames are
-emitted in Binance's combined-stream format, so they go through the same parser.
+rounded to 0.01, quantities are log-normal rounded to 1e-5 (never 0). The source
+emits :class:`~pairflow.records.Tick` records directly (there is no wire format).
 
 ``duration_s > 0``: simulated time starts at a fixed instant and runs as fast as
 possible for that long, then the source ends (deterministic for a seed). Otherwise
@@ -25,9 +25,9 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from pairflow.records import Tick
 from pairflow.shutdown import stop_requested
 from pairflow.timeutil import ms_to_dt, now_ms
 
@@ -63,7 +63,7 @@ class SyntheticState:
     t_frac: float = 0.0
 
 
-class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
+class SyntheticPartition(StatefulSourcePartition[Tick, SyntheticState]):
     """Generates the trades of all symbols in time order."""
 
     def __init__(
@@ -118,7 +118,7 @@ class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
         for k in range(len(self.others)):
             self.others[k] += self.p.sigma_other * sq * rng.gauss(0.0, 1.0)
 
-    def _trade(self) -> bytes:
+    def _trade(self) -> Tick:
         rng = self.rng
         total_rate = self.p.rate * len(self.symbols)
         dt_s = rng.expovariate(total_rate)
@@ -134,24 +134,16 @@ class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
         self.next_ids[i] += 1
         self.emitted += 1
         sym = self.symbols[i]
-        data = {
-            "e": "trade",
-            "E": self.t_ms,
-            "s": sym,
-            "t": tid,
-            "p": f"{price:.8f}",
-            "q": f"{qty:.8f}",
-            "T": self.t_ms,
-            "m": rng.random() < 0.5,
-            "M": True,
-        }
-        return orjson.dumps({"stream": f"{sym.lower()}@trade", "data": data})
+        p = f"{price:.8f}"
+        q = f"{qty:.8f}"
+        maker = rng.random() < 0.5
+        return Tick(sym, tid, float(p), float(q), self.t_ms, self.t_ms, maker, p, q)
 
-    def next_batch(self) -> list[bytes]:
+    def next_batch(self) -> list[Tick]:
         """Trades due now (real time) or the next batch (simulated); StopIteration at the end."""
         if stop_requested():
             raise StopIteration
-        out: list[bytes] = []
+        out: list[Tick] = []
         if self.duration_ms:
             end = self.start_ms + self.duration_ms
             while len(out) < self.batch_size:
@@ -185,7 +177,7 @@ class SyntheticPartition(StatefulSourcePartition[bytes, SyntheticState]):
         )
 
 
-class SyntheticSource(FixedPartitionedSource[bytes, SyntheticState]):
+class SyntheticSource(FixedPartitionedSource[Tick, SyntheticState]):
     """Seeded cointegrated-pair trade generator (see module docstring).
 
     Args:

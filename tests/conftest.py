@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-RECORDING = (
-    ROOT / "data" / "recordings" / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
-)
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from pairflow.testing import RECORDING, REDIS_URL, ROOT
+
+__all__ = ["RECORDING", "REDIS_URL", "ROOT"]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from bytewax.testing import run_main
 
 import dataflow
 from pairflow.config import Settings, load_settings
-from tests.oracle import read_table
+from pairflow.testing.oracle import read_table
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

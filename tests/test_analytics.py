@@ -33,8 +33,8 @@ from operators.analytics import (
     signals_for,
 )
 from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
-from tests.conftest import RECORDING
-from tests.oracle import one_second_closes
+from pairflow.testing import RECORDING
+from pairflow.testing.oracle import one_second_closes
 
 Y, X = "BTCUSDT", "ETHUSDT"
 KEY = pair_key(Y, X, "1s")

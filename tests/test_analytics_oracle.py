@@ -16,8 +16,8 @@ import pytest
 import statsmodels.api as sm
 from statsmodels.tsa.stattools import adfuller, coint
 
+from pairflow.testing.oracle import read_table
 from tests.flowutil import run_flow, settings_for
-from tests.oracle import read_table
 
 W = 300
 PAIR = "BTCUSDT/ETHUSDT"

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from operators.parse import parse_frame
-from tests.conftest import REDIS_URL, ROOT
+from pairflow.testing import REDIS_URL, ROOT
+from pairflow.testing.oracle import compare_bars, read_table, resample_bars, trades_from_lines
+from sources.binance.wire import parse_frame
 from tests.data.bad_inputs.make_corpus import AFTER_ORIGINAL, END, KINDS, RANDOM
 from tests.flowutil import run_flow, settings_for
-from tests.oracle import compare_bars, read_table, resample_bars, trades_from_lines
 
 CORPUS = ROOT / "tests" / "data" / "bad_inputs"
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})

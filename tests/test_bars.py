@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from operators.bars import BarLogic
 from pairflow.records import Bar, Reject, Tick, Watermark
-from tests.oracle import compare_bars, resample_bars
-from tests.ticks import BASE_MS, tick
+from pairflow.testing.oracle import compare_bars, resample_bars
+from pairflow.testing.ticks import BASE_MS, tick
 
 
 def run_bars(chunks: list[list[Tick]], **logic_kw) -> list[object]:
@@ -20,6 +20,7 @@ def run_bars(chunks: list[list[Tick]], **logic_kw) -> list[object]:
     flow = Dataflow("bars_test")
     inp = op.input("inp", flow, TestingSource([(c[0].symbol, c) for c in chunks if c]))
     logic_kw.setdefault("wall_clock", False)
+    logic_kw.setdefault("grace_ms", 300)
     out = op.stateful_batch("bars", inp, lambda resume: BarLogic("test", state=resume, **logic_kw))
     got: list[object] = []
     op.output("out", op.map("values", out, lambda kv: kv[1]), TestingSink(got))
@@ -102,19 +103,19 @@ def test_bars_wall_clock_closes_quiet_interval_after_grace():
 
 
 def test_bars_wall_clock_off_never_asks_for_notification():
-    logic = BarLogic("test", wall_clock=False)
+    logic = BarLogic("test", wall_clock=False, grace_ms=300)
     logic.on_batch([[tick(1, 200)]])
     assert logic.notify_at() is None
 
 
 def test_bars_snapshot_resume_continues_identically():
     ticks = [tick(i, i * 170, 100.0 + i % 7) for i in range(1, 40)]
-    whole = BarLogic("t", wall_clock=False)
+    whole = BarLogic("t", wall_clock=False, grace_ms=300)
     out_whole, _ = whole.on_batch([ticks])
     out_whole += whole.on_eof()[0]
-    first = BarLogic("t", wall_clock=False)
+    first = BarLogic("t", wall_clock=False, grace_ms=300)
     out_a, _ = first.on_batch([ticks[:20]])
-    resumed = BarLogic("t", wall_clock=False, state=first.snapshot())
+    resumed = BarLogic("t", wall_clock=False, grace_ms=300, state=first.snapshot())
     out_b, _ = resumed.on_batch([ticks[20:]])
     out_b += resumed.on_eof()[0]
     assert bars_of(out_whole) == bars_of(out_a + out_b)

@@ -505,7 +505,7 @@ def run_dataflow(fake: FakeBinance, tmp: Path, *, settle_s: float = 2.5) -> tupl
 
 def oracle_bars(fake: FakeBinance, firsts: dict[str, int | None]) -> Any:
     """pandas resample of the trades the fake broadcast, from the first one received."""
-    from tests.oracle import resample_bars, trades_from_lines
+    from pairflow.testing.oracle import resample_bars, trades_from_lines
 
     rows = []
     for sym in SYMS:
@@ -518,7 +518,7 @@ def oracle_bars(fake: FakeBinance, firsts: dict[str, int | None]) -> Any:
 def db_bars(db: Path) -> Any:
     import pandas as pd
 
-    from tests.oracle import read_table
+    from pairflow.testing.oracle import read_table
 
     got = read_table(db, "bars", "symbol, tf, open_time")
     got["open_time"] = pd.to_datetime(got["open_time"], utc=True)
@@ -530,7 +530,7 @@ def db_bars(db: Path) -> Any:
     [pytest.param(n, marks=() if n in E2E_FAST else pytest.mark.slow) for n in E2E_FAULTS],
 )
 def test_end_to_end_bars_match_pandas_resample(name: str, tmp_path: Path) -> None:
-    from tests.oracle import compare_bars, read_table
+    from pairflow.testing.oracle import compare_bars, read_table
 
     faults = E2E_FAULTS[name]
     with FakeBinance(HEAD, speed=20.0, faults=faults, time_mode="live") as fake:
@@ -567,7 +567,7 @@ def test_end_to_end_bars_match_pandas_resample(name: str, tmp_path: Path) -> Non
 def test_end_to_end_sigkill_and_resume_backfills_the_downtime(tmp_path: Path) -> None:
     """``dataflow.py -r DIR`` killed mid-stream and restarted: the snapshot's last trade
     ids make the source backfill what happened while it was down; bars stay exact."""
-    from tests.oracle import compare_bars, read_table
+    from pairflow.testing.oracle import compare_bars, read_table
 
     rec = tmp_path / "recovery"
     log = tmp_path / "dataflow.log"

@@ -29,12 +29,13 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
 import sources.binance as binance_mod
+from pairflow.backoff import Backoff, ReconnectTracker, SlidingWindowLimiter, TokenBucket
 from pairflow.config import ConfigError, Settings
 from pairflow.records import Gap
 from sources.binance import BinanceSource, BinanceTuning, stream_url
-from sources.binance_backoff import Backoff, ReconnectTracker, SlidingWindowLimiter, TokenBucket
-from sources.binance_rest import HistoricalTradesClient, RestGate, RestUnavailable
-from sources.binance_sequencer import TradeSequencer, backfill_frame, classify_frame
+from sources.binance.rest import HistoricalTradesClient, RestGate, RestUnavailable
+from sources.binance.sequencer import TradeSequencer, backfill_frame, classify_frame
+from sources.registry import BinanceConfig
 from tests.fakes import run_live, split_items
 from tests.fakes.fake_binance import MALFORMED, FakeBinance, Faults
 
@@ -375,7 +376,10 @@ def test_shards_and_urls() -> None:
     assert src.list_parts() == ["binance-0", "binance-1", "binance-2"]
     assert [len(s) for s in src.shards] == [1024, 1024, 452]
     small = BinanceSource(
-        Settings(symbols=("BTCUSDT", "ETHUSDT", "BNBUSDT"), streams_per_connection=2)
+        Settings(
+            source=BinanceConfig(streams_per_connection=2),
+            symbols=("BTCUSDT", "ETHUSDT", "BNBUSDT"),
+        )
     )
     assert small.shards == [("BTCUSDT", "ETHUSDT"), ("BNBUSDT",)]
     assert small.ws_url == "wss://stream.binance.com:9443"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import ROOT
-from tests.oracle import compare_bars, read_table, resample_bars, trades_from_file
+from pairflow.testing import ROOT
+from pairflow.testing.oracle import compare_bars, read_table, resample_bars, trades_from_file
 
 
 def env_with(**kw: str) -> dict[str, str]:

@@ -20,8 +20,8 @@ from operators.cointegration import (
     eg_stat_from_residuals,
     spread_tests,
 )
-from tests.conftest import RECORDING
-from tests.oracle import one_second_closes as closes_of
+from pairflow.testing import RECORDING
+from pairflow.testing.oracle import one_second_closes as closes_of
 
 P_ATOL = 1e-6
 STAT_RTOL = 1e-6

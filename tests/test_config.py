@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from pairflow.config import ConfigError, load_settings, redact_url
+from pairflow.testing import RECORDING
+from sources.registry import BinanceConfig, ReplayConfig
 
 
 def test_config_defaults_match_design():
@@ -17,7 +19,7 @@ def test_config_defaults_match_design():
     assert s.db_path == Path("data/quant_data.db")
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.windows == {"1s": 300, "1m": 120, "5m": 60}
-    assert s.replay_speed is None and not s.replay_loop
+    assert isinstance(s.source, BinanceConfig)
     assert (s.entry_z, s.exit_z) == (2.0, 0.5)
 
 
@@ -45,12 +47,7 @@ def test_config_replay_source_speed_and_loop(tmp_path):
             "PAIRFLOW_REPLAY_LOOP": "1",
         }
     )
-    assert (s.source_kind, s.replay_path, s.replay_speed, s.replay_loop) == (
-        "replay",
-        rec,
-        2.5,
-        True,
-    )
+    assert s.source == ReplayConfig(paths=(rec,), speed=2.5, loop=True)
     assert not s.event_time_only
 
 
@@ -63,10 +60,15 @@ def test_config_toml_sets_keys_and_env_wins(tmp_path):
     assert s.windows == {"1m": 30}
 
 
+REPLAY = {"PAIRFLOW_SOURCE": f"replay:{RECORDING}"}
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
-        ({"PAIRFLOW_SOURCE": "kafka"}, "binance (live), replay:PATH"),
+        ({"PAIRFLOW_SOURCE": "kafka"}, "binance (live); replay:PATHS"),
+        ({"PAIRFLOW_SOURCE": "replay:/no/such/*.zip"}, "matches no file"),
+        ({"PAIRFLOW_SYMBOLS": "btcusdt,,eth"}, "empty item"),
         ({"PAIRFLOW_SOURCE": "replay"}, "replay:PATH"),
         ({"PAIRFLOW_SOURCE": "replay:/no/such/file.gz"}, "does not exist or is not readable"),
         ({"PAIRFLOW_SYMBOLS": "BTC-USDT"}, "not a Binance symbol"),
@@ -78,8 +80,9 @@ def test_config_toml_sets_keys_and_env_wins(tmp_path):
         ({"PAIRFLOW_WINDOWS": "2h=100"}, "TF one of 1s, 1m, 5m"),
         ({"PAIRFLOW_WINDOWS": "1s=abc"}, "whole number >= 20"),
         ({"PAIRFLOW_WINDOWS": "1s=5"}, "whole number >= 20"),
-        ({"PAIRFLOW_REPLAY_SPEED": "fast"}, "PAIRFLOW_REPLAY_SPEED must be a number"),
-        ({"PAIRFLOW_REPLAY_LOOP": "maybe"}, "1 or 0"),
+        ({**REPLAY, "PAIRFLOW_REPLAY_SPEED": "fast"}, "must be max (as fast as possible) or a"),
+        ({**REPLAY, "PAIRFLOW_REPLAY_LOOP": "maybe"}, "1 or 0"),
+        ({"PAIRFLOW_SOURCE": "synthetic", "PAIRFLOW_SYNTHETIC_RATE": "0"}, "SYNTHETIC_RATE"),
         ({"PAIRFLOW_REDIS_URL": "localhost:6379"}, "redis"),
         ({"PAIRFLOW_BINANCE_WS": "http://x"}, "ws or wss"),
         ({"PAIRFLOW_ENTRY_Z": "1", "PAIRFLOW_EXIT_Z": "2"}, "must be below"),
@@ -108,5 +111,6 @@ def test_redact_url_hides_passwords():
 
 def test_config_binance_api_key_never_appears_in_repr():
     s = load_settings({"PAIRFLOW_BINANCE_API_KEY": "s3cretKEY", "PAIRFLOW_BINANCE_TUNING": "x=1"})
-    assert s.binance_api_key == "s3cretKEY"
-    assert "s3cretKEY" not in repr(s) and s.binance_tuning == "x=1"
+    assert isinstance(s.source, BinanceConfig)
+    assert s.source.api_key == "s3cretKEY"
+    assert "s3cretKEY" not in repr(s) and s.source.tuning == "x=1"

@@ -16,9 +16,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import streamlit_app as app
 from dashboard.queries import LOOKBACKS
+from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC, now_utc
 from sinks.schema import create_all
-from tests.helpers_dbgen import GenSpec, generate_db
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 PAIR_CHARTS = 7

@@ -18,9 +18,9 @@ import redis
 
 from dashboard import charts, queries
 from dashboard.queries import LOOKBACKS, ViewRequest
+from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC
 from sinks.schema import create_all
-from tests.helpers_dbgen import GenSpec, generate_db
 
 END = datetime(2024, 8, 9, 0, 5, 6, tzinfo=UTC)
 PAIR = "BTCUSDT/ETHUSDT"

@@ -9,8 +9,8 @@ import time
 import duckdb
 
 from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Signal, Stat
+from pairflow.testing.ticks import BASE_MS
 from sinks.duckdb_sink import DuckDBPartition, PendingRows
-from tests.ticks import BASE_MS
 
 
 def bar(open_ms: int = 0, close: float = 10.0, trades: int = 1) -> Bar:

@@ -10,8 +10,8 @@ the benchmark, not asserted.
 
 from __future__ import annotations
 
-from benchmarks._common import make_recording
-from benchmarks.lock_contention import run_contention
+from pairflow.testing.bench import make_recording
+from pairflow.testing.lock_contention import run_contention
 
 
 def test_reader_looping_on_the_db_while_the_flow_writes_loses_no_rows(tmp_path, recording):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import redis
 
+from pairflow.testing.oracle import compare_bars, read_table, resample_bars, trades_from_file
 from tests.flowutil import run_flow, settings_for
-from tests.oracle import compare_bars, read_table, resample_bars, trades_from_file
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import redis
 
+from pairflow.testing import REDIS_URL, ROOT
 from sources.replay import write_repeated
-from tests.conftest import REDIS_URL, ROOT
 from tests.flowutil import replay_env, result_tables, run_flow, settings_for
 
 PASSES = 4

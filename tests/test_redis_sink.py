@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from pairflow.testing.oracle import compare_bars, read_table, resample_bars, trades_from_file
+from pairflow.testing.ticks import BASE_MS, tick
 from sinks.redis_sink import RedisTeePartition
 from tests.flowutil import run_flow, settings_for
-from tests.oracle import compare_bars, read_table, resample_bars, trades_from_file
-from tests.ticks import BASE_MS, tick
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

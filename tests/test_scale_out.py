@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import redis
 
-from tests.conftest import REDIS_URL, ROOT
+from pairflow.testing import REDIS_URL, ROOT
+from pairflow.testing.oracle import read_table
 from tests.flowutil import replay_env, result_tables, run_flow, settings_for
-from tests.oracle import read_table
 
 WINDOWS = "1s=60,1m=20"
 

@@ -8,7 +8,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from operators.sequence import SequenceLogic
 from pairflow.records import Reject, Tick
-from tests.ticks import tick
+from pairflow.testing.ticks import tick
 
 
 def run_sequence(chunks: list[list[Tick]]) -> list[object]:

@@ -11,8 +11,8 @@ would store) must stay flat. The bounds are well above a clean run's noise (see
 
 from __future__ import annotations
 
-from benchmarks.soak import Sample, run_in_process_soak, summarize
 from operators.bars import BarLogic
+from pairflow.testing.soak import Sample, run_in_process_soak, summarize
 
 SECONDS = 25.0
 EVERY = 2.5

@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from dashboard.launch import free_port, start_dashboard, wait_until_up
+from pairflow.demo import RECORDING
 
-from dashboard.launch import free_port, start_dashboard, wait_until_up  # noqa: E402
-from pairflow.demo import RECORDING  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,11 +25,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-if __name__ == "__main__":  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pairflow.timeutil import TF_MS, UTC, now_utc  # noqa: E402
-from sinks.schema import TABLE_COLUMNS, create_all  # noqa: E402
+from pairflow.timeutil import TF_MS, UTC, now_utc
+from sinks.schema import TABLE_COLUMNS, create_all
 
 START_PRICES = {"BTCUSDT": 61_800.0, "ETHUSDT": 2_650.0, "SOLUSDT": 150.0, "BNBUSDT": 520.0}
 

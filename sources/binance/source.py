@@ -17,8 +17,8 @@ Items emitted (see ``docs/live-mode.md``):
   ``binance``, or ``binance-<shard>`` when there are several shards).
 
 Guarantees per symbol: strictly increasing trade ids, no duplicates, and no holes
-as long as REST backfill works (see :mod:`sources.binance_sequencer` and
-:mod:`sources.binance_rest`); a hole REST cannot fill becomes a ``Gap`` with status
+as long as REST backfill works (see :mod:`sources.binance.sequencer` and
+:mod:`sources.binance.rest`); a hole REST cannot fill becomes a ``Gap`` with status
 ``unfilled``. Backfill uses ``GET /api/v3/historicalTrades`` by ``fromId``, not
 ``aggTrades``: aggregate trades merge the fills of one taker order under their own
 ids, so the missing trade ids, trade counts and per-trade sizes could not be
@@ -34,7 +34,7 @@ silent connection is probed with a ping and dropped when the pong does not come
 a new connection *before* closing the old one (make-before-break, deduplicated by
 trade id); our own messages stay under 5 per second; connection attempts stay
 under 300 per 5 minutes per process; reconnects use capped exponential backoff
-with full jitter (:mod:`sources.binance_backoff`).
+with full jitter (:mod:`pairflow.backoff`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -62,18 +61,15 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from pairflow.config import (
-    BINANCE_REST_DEFAULT,
-    BINANCE_WS_DEFAULT,
-    ConfigError,
-    Settings,
-)
+from pairflow.backoff import Backoff, ReconnectTracker, SlidingWindowLimiter
+from pairflow.config import ConfigError, Settings
 from pairflow.records import Gap, Stat
 from pairflow.shutdown import stop_requested
 from pairflow.timeutil import now_ms
-from sources.binance_backoff import Backoff, ReconnectTracker, SlidingWindowLimiter
-from sources.binance_rest import HistoricalTradesClient, RestUnavailable, rest_gate
-from sources.binance_sequencer import TradeSequencer, classify_frame
+from sources.binance.rest import HistoricalTradesClient, RestUnavailable, rest_gate
+from sources.binance.sequencer import TradeSequencer, classify_frame
+from sources.binance.wire import decode_frames
+from sources.registry import BinanceConfig
 
 __all__ = ["MAX_STREAMS_PER_CONNECTION", "BinanceSource", "BinanceTuning", "stream_url"]
 
@@ -925,6 +921,7 @@ class _BinancePartition(StatefulSourcePartition[object, dict[str, int]]):
 
     def __init__(self, runner: _ShardRunner, resume: Mapping[str, int] | None) -> None:
         self._runner = runner
+        self._symbols = frozenset(runner.symbols)
         self._last: dict[str, int] = dict(resume or {})
         self._poll = timedelta(seconds=runner.t.poll_interval_s)
         self._max_batch = runner.t.max_batch
@@ -942,6 +939,10 @@ class _BinancePartition(StatefulSourcePartition[object, dict[str, int]]):
             batch.append(item)
             if sym is not None and tid is not None:
                 last[sym] = tid
+        if batch:
+            # The edge: Binance frames become typed records here (Tick | Reject,
+            # the source's own Gap/Stat records pass through).
+            batch = decode_frames(batch, self._symbols, "binance", runner._wall_ms())  # noqa: SLF001
         if not batch and finished:
             if runner.error is not None:
                 msg = f"{runner.name}: live input crashed"
@@ -1011,24 +1012,19 @@ class BinanceSource(FixedPartitionedSource[object, dict[str, int]]):
         stop_event: threading.Event | None = None,
     ) -> None:
         base = settings or Settings()
+        cfg = base.source if isinstance(base.source, BinanceConfig) else BinanceConfig()
         syms = tuple(s.strip().upper() for s in (symbols or base.symbols) if s.strip())
         if not syms:
             msg = "BinanceSource needs at least one symbol"
             raise ConfigError(msg)
         self.symbols = syms
-        self.ws_url = (ws_url or base.binance_ws or BINANCE_WS_DEFAULT).rstrip("/")
-        self.rest_url = (rest_url or base.binance_rest or BINANCE_REST_DEFAULT).rstrip("/")
-        spc = streams_per_connection or base.streams_per_connection
+        self.ws_url = (ws_url or cfg.ws).rstrip("/")
+        self.rest_url = (rest_url or cfg.rest).rstrip("/")
+        spc = streams_per_connection or cfg.streams_per_connection
         self.streams_per_connection = max(1, min(int(spc), MAX_STREAMS_PER_CONNECTION))
         self.stats_every_s = float(stats_every_s or base.stats_every_s)
-        if tuning is None:
-            tuning = BinanceTuning.parse(
-                base.binance_tuning or os.environ.get("PAIRFLOW_BINANCE_TUNING", "")
-            )
-        self.tuning = tuning
-        self._api_key = (
-            api_key or base.binance_api_key or os.environ.get("PAIRFLOW_BINANCE_API_KEY") or None
-        )
+        self.tuning = tuning if tuning is not None else BinanceTuning.parse(cfg.tuning)
+        self._api_key = api_key or cfg.api_key
         self._clock = clock
         self._wall_ms = wall_ms
         self._sleep = sleep

@@ -18,12 +18,8 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
+from pairflow.testing import RECORDING, REDIS_URL, ROOT
 
-RECORDING = ROOT / "data/recordings/binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
-"""The shipped real Binance recording (34,419 BTCUSDT/ETHUSDT trades, ~11 min)."""
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 PASS_PAUSE_MS = 1_000
 """Trade-time pause between two copies of the recording in a repeated file."""
 

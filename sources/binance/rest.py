@@ -10,7 +10,7 @@ returns exactly the rows of the trade stream (``id``, ``price``, ``qty``, ``time
 ``isBuyerMaker``, ``isBestMatch``), addressable by ``fromId``, 1000 per request.
 
 Politeness: every request first takes its weight (25) from a process-wide
-:class:`~sources.binance_backoff.TokenBucket` per REST host (default 2400 weight a
+:class:`~pairflow.backoff.TokenBucket` per REST host (default 2400 weight a
 minute, 40 % of Binance's 6000/min per-IP limit); HTTP 429 (rate limit) and 418
 (IP ban) pause *every* caller of that host for ``Retry-After`` seconds; 5xx and
 network errors are retried with jittered backoff until ``give_up_s`` has passed,
@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from sources.binance_backoff import Backoff, TokenBucket
+from pairflow.backoff import Backoff, TokenBucket
 
 __all__ = [
     "HISTORICAL_TRADES_WEIGHT",

@@ -1,4 +1,4 @@
-"""operators.parse: every kind of bad frame has its reason; good frames become Ticks."""
+"""sources.binance.wire: every kind of bad frame has its reason; good frames become Ticks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.parse import parse_batch, parse_frame
 from pairflow.records import Reject, Stat, Tick
+from sources.binance.wire import parse_batch, parse_frame
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 GOOD = {

@@ -1,9 +1,12 @@
-"""Parse and validate raw Binance combined-stream frames into :class:`Tick` records.
+"""Binance's wire format: combined-stream ``trade`` frames <-> typed records.
 
-Pure functions, no state: :func:`parse_frame` turns one frame into a ``Tick`` or a
-reject reason. Stateful checks (duplicate or backwards trade ids) live in
-:mod:`operators.sequence`. Nothing here raises on bad data: every failure is a
-reason string, so the flow never crashes on input.
+The Binance package owns its payload format (so does the replay of recordings of
+it): :func:`decode_frames` turns raw frames into :class:`Tick` records or
+:class:`Reject` records that keep the raw frame and a reason; :func:`tick_frame`
+writes a tick back as a frame (recording live runs). Pure functions, no state:
+stateful checks (duplicate or backwards trade ids) live in :mod:`operators.sequence`.
+Nothing here raises on bad data: every failure is a reason string, so the flow
+never crashes on input.
 
 Reasons (the part before ``:`` is stable, the rest names the field):
 ``empty_frame``, ``frame_too_large``, ``not_json``, ``not_object``,
@@ -24,7 +27,7 @@ from collections.abc import Iterable
 import orjson
 
 from pairflow.config import SYMBOL_RE
-from pairflow.records import Reject, Tick
+from pairflow.records import Reject, SourceItem, Tick
 
 MAX_FRAME_BYTES = 65_536
 """Frames longer than this are rejected unparsed (a trade frame is ~200 bytes)."""
@@ -192,8 +195,8 @@ def raw_text(raw: str | bytes) -> str:
     return text[:RAW_KEEP_CHARS]
 
 
-def tick_json(tick: Tick) -> str:
-    """Re-encode a tick as a combined-stream frame (used when a valid tick is rejected later)."""
+def tick_frame(tick: Tick) -> str:
+    """Encode a tick as the combined-stream frame Binance sends (for recordings)."""
     data = {
         "e": "trade",
         "E": tick.event_time_ms,
@@ -252,3 +255,29 @@ def parse_batch(
             else:
                 lst.append(tick)
     return by_symbol, rejects, other
+
+
+def decode_frames(
+    items: Iterable[object], symbols: frozenset[str], source: str, received_at_ms: int
+) -> list[SourceItem]:
+    """Frames -> records, in input order: a ``Tick`` or a ``Reject`` per frame.
+
+    Args:
+        items: Raw frames (``str``/``bytes``); anything else (records a source made
+            itself: ``Gap``, ``Stat``...) passes through unchanged.
+        symbols: Accepted symbols.
+        source: Source name written into ``rejects.source``.
+        received_at_ms: Wall-clock time stamped on rejects.
+    """
+    out: list[SourceItem] = []
+    append = out.append
+    for raw in items:
+        if not isinstance(raw, (str, bytes, bytearray)):
+            append(raw)  # type: ignore[arg-type]
+            continue
+        parsed = parse_frame(raw, symbols)
+        if type(parsed) is str:
+            append(Reject(received_at_ms, source, parsed, raw_text(raw)))
+        else:
+            append(parsed)  # type: ignore[arg-type]
+    return out

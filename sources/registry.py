@@ -1,0 +1,333 @@
+"""The source kinds pairflow knows, each with its own typed settings.
+
+``PAIRFLOW_SOURCE`` is ``KIND`` or ``KIND:ARG`` (``binance``, ``replay:PATHS``,
+``synthetic``). Each kind registers a :class:`SourceKind`: the ``PAIRFLOW_*`` keys it
+owns (with defaults), how to parse them into its frozen settings dataclass, and how
+to build the Bytewax source from them. :mod:`pairflow.config` parses the settings
+common to every run and hands the rest to the kind; :func:`make_source` builds it.
+
+Adding an exchange or a file format = one settings dataclass + one
+:class:`SourceKind` entry in :data:`KINDS` (see ``docs/architecture.md``).
+
+This module is imported at start-up: it must stay light (heavy source modules are
+imported inside the ``build`` functions only).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pairflow.errors import ConfigError
+from pairflow.parsing import parse_flag, parse_number, parse_url
+
+if TYPE_CHECKING:
+    from bytewax.inputs import Source
+
+    from pairflow.config import Settings
+
+BINANCE_WS_DEFAULT = "wss://stream.binance.com:9443"
+BINANCE_REST_DEFAULT = "https://api.binance.com"
+BINANCE_WS_MARKET_DATA_ONLY = "wss://data-stream.binance.vision"
+BINANCE_REST_MARKET_DATA_ONLY = "https://data-api.binance.vision"
+
+
+@dataclass(frozen=True)
+class BinanceConfig:
+    """Settings of the live Binance source (``PAIRFLOW_SOURCE=binance``).
+
+    Attributes:
+        ws: Base WebSocket URL (no path).
+        rest: Base REST URL (no path).
+        streams_per_connection: Most streams per combined-stream connection.
+        tuning: ``key=value,...`` overrides of the source's timeouts and limits
+            (see ``sources.binance.tuning.BinanceTuning``).
+        api_key: Optional API key sent on REST calls (never logged or shown).
+    """
+
+    ws: str = BINANCE_WS_DEFAULT
+    rest: str = BINANCE_REST_DEFAULT
+    streams_per_connection: int = 1024
+    tuning: str = ""
+    api_key: str | None = field(default=None, repr=False)
+
+    kind = "binance"
+
+    @property
+    def event_time_only(self) -> bool:
+        """Live trades: bars also close on the (extrapolated) exchange clock."""
+        return False
+
+    def describe(self) -> str:
+        """One-line summary for logs (no secrets)."""
+        return f"binance ws={self.ws} rest={self.rest}"
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Settings of a replay of recorded or downloaded history (``replay:PATHS``).
+
+    Attributes:
+        paths: The files to replay, globs expanded, in the order given.
+        speed: ``None`` = as fast as possible (the flow ends at end of input),
+            else that many times real time.
+        loop: Replay forever, shifting times and ids so bars keep arriving "now".
+    """
+
+    paths: tuple[Path, ...] = ()
+    speed: float | None = None
+    loop: bool = False
+
+    kind = "replay"
+
+    @property
+    def event_time_only(self) -> bool:
+        """A max-speed, non-looping replay closes bars on event time only."""
+        return self.speed is None and not self.loop
+
+    def describe(self) -> str:
+        """One-line summary for logs."""
+        names = ",".join(str(p) for p in self.paths)
+        speed = "max" if self.speed is None else f"{self.speed:g}x"
+        return f"replay:{names} speed={speed}" + (" loop" if self.loop else "")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Settings of the synthetic source (``PAIRFLOW_SOURCE=synthetic``).
+
+    Attributes:
+        rate: Trades per second per symbol.
+        beta: True hedge ratio of the cointegrated pair (first two symbols).
+        duration_s: If > 0, that many simulated seconds as fast as possible, then
+            the source ends; 0 = real time, forever.
+        seed: Random seed (runs with the same seed are identical).
+    """
+
+    rate: float = 50.0
+    beta: float = 1.5
+    duration_s: float = 0.0
+    seed: int = 7
+
+    kind = "synthetic"
+
+    @property
+    def event_time_only(self) -> bool:
+        """Simulated time (``duration_s > 0``) closes bars on event time only."""
+        return self.duration_s > 0
+
+    def describe(self) -> str:
+        """One-line summary for logs (says it is synthetic)."""
+        return f"synthetic (simulated data) rate={self.rate:g}/s seed={self.seed}"
+
+
+SourceConfig = BinanceConfig | ReplayConfig | SyntheticConfig
+"""The typed settings of whichever source a run uses."""
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One entry of the registry.
+
+    Attributes:
+        name: The ``PAIRFLOW_SOURCE`` kind (before any ``:``).
+        keys: The ``PAIRFLOW_*`` keys (without the prefix) this kind owns, with
+            their defaults.
+        parse: ``(arg after ':', raw settings by key) -> config``; raises
+            :class:`ConfigError` with an actionable message.
+        build: ``(config, settings) -> Source``.
+        usage: How to write it, for error messages.
+    """
+
+    name: str
+    keys: Mapping[str, str]
+    parse: Callable[[str, Mapping[str, str]], SourceConfig]
+    build: Callable[[Any, Settings], Source[Any]]
+    usage: str
+
+
+def _parse_binance(arg: str, raw: Mapping[str, str]) -> BinanceConfig:
+    if arg:
+        msg = f"PAIRFLOW_SOURCE=binance takes no argument, got binance:{arg}"
+        raise ConfigError(msg)
+    return BinanceConfig(
+        ws=parse_url("BINANCE_WS", raw["BINANCE_WS"], ("ws", "wss")),
+        rest=parse_url("BINANCE_REST", raw["BINANCE_REST"], ("http", "https")),
+        streams_per_connection=int(
+            parse_number(
+                "STREAMS_PER_CONNECTION", raw["STREAMS_PER_CONNECTION"], minimum=1, integer=True
+            )
+        ),
+        tuning=raw["BINANCE_TUNING"].strip(),
+        api_key=raw["BINANCE_API_KEY"].strip() or None,
+    )
+
+
+def _build_binance(config: BinanceConfig, settings: Settings) -> Source[Any]:
+    from sources.binance import BinanceSource
+
+    return BinanceSource(settings)
+
+
+def expand_paths(text: str) -> tuple[Path, ...]:
+    """``a.zip,dir/*.csv`` -> existing, readable files in the order given (globs sorted).
+
+    Raises:
+        ConfigError: on an empty list, a glob matching nothing or an unreadable file.
+    """
+    out: list[Path] = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if glob.has_magic(item):
+            matches = sorted(glob.glob(item))
+            if not matches:
+                msg = f"PAIRFLOW_SOURCE: replay pattern {item} matches no file"
+                raise ConfigError(msg)
+            candidates = [Path(m) for m in matches]
+        else:
+            candidates = [Path(item)]
+        for path in candidates:
+            if not path.is_file() or not os.access(path, os.R_OK):
+                msg = f"PAIRFLOW_SOURCE: replay file {path} does not exist or is not readable"
+                raise ConfigError(msg)
+            if path not in out:
+                out.append(path)
+    if not out:
+        msg = "PAIRFLOW_SOURCE=replay needs a file: PAIRFLOW_SOURCE=replay:PATH.ndjson.gz"
+        raise ConfigError(msg)
+    return tuple(out)
+
+
+def _parse_replay(arg: str, raw: Mapping[str, str]) -> ReplayConfig:
+    speed_s = raw["REPLAY_SPEED"].strip().lower()
+    if speed_s == "max":
+        speed = None
+    else:
+        try:
+            speed = float(speed_s)
+        except ValueError:
+            speed = float("nan")
+        if not (speed >= 1e-3) or speed == float("inf"):
+            msg = (
+                "PAIRFLOW_REPLAY_SPEED must be max (as fast as possible) or a number "
+                f">= 0.001 (times real time), got {speed_s!r}"
+            )
+            raise ConfigError(msg)
+    return ReplayConfig(
+        paths=expand_paths(arg),
+        speed=speed,
+        loop=parse_flag("REPLAY_LOOP", raw["REPLAY_LOOP"]),
+    )
+
+
+def _build_replay(config: ReplayConfig, settings: Settings) -> Source[Any]:
+    from sources.replay import ReplaySource
+
+    return ReplaySource(
+        config.paths[0] if len(config.paths) == 1 else config.paths,
+        config.speed,
+        config.loop,
+        symbols=frozenset(settings.symbols),
+    )
+
+
+SYNTHETIC_MIN_SYMBOLS = 2
+
+
+def _parse_synthetic(arg: str, raw: Mapping[str, str]) -> SyntheticConfig:
+    if arg:
+        msg = f"PAIRFLOW_SOURCE=synthetic takes no argument, got synthetic:{arg}"
+        raise ConfigError(msg)
+    return SyntheticConfig(
+        rate=parse_number("SYNTHETIC_RATE", raw["SYNTHETIC_RATE"], minimum=0.01),
+        beta=parse_number("SYNTHETIC_BETA", raw["SYNTHETIC_BETA"], minimum=-1e6),
+        duration_s=parse_number("SYNTHETIC_DURATION_S", raw["SYNTHETIC_DURATION_S"], minimum=0.0),
+        seed=int(parse_number("SEED", raw["SEED"], minimum=0, integer=True)),
+    )
+
+
+def _build_synthetic(config: SyntheticConfig, settings: Settings) -> Source[Any]:
+    from sources.synthetic import SyntheticParams, SyntheticSource
+
+    if len(settings.symbols) < SYNTHETIC_MIN_SYMBOLS:
+        msg = (
+            "PAIRFLOW_SOURCE=synthetic simulates a pair: give at least two symbols, "
+            "e.g. PAIRFLOW_SYMBOLS=BTCUSDT,ETHUSDT"
+        )
+        raise ConfigError(msg)
+    params = SyntheticParams(beta=config.beta, rate=config.rate)
+    return SyntheticSource(settings.symbols, config.seed, config.duration_s, params)
+
+
+KINDS: dict[str, SourceKind] = {
+    kind.name: kind
+    for kind in (
+        SourceKind(
+            "binance",
+            {
+                "BINANCE_WS": BINANCE_WS_DEFAULT,
+                "BINANCE_REST": BINANCE_REST_DEFAULT,
+                "STREAMS_PER_CONNECTION": "1024",
+                "BINANCE_TUNING": "",
+                "BINANCE_API_KEY": "",
+            },
+            _parse_binance,
+            _build_binance,
+            "binance (live)",
+        ),
+        SourceKind(
+            "replay",
+            {"REPLAY_SPEED": "max", "REPLAY_LOOP": "0"},
+            _parse_replay,
+            _build_replay,
+            "replay:PATHS (NDJSON(.gz) recordings or Binance public-data files; "
+            "comma-separated, globs allowed)",
+        ),
+        SourceKind(
+            "synthetic",
+            {
+                "SYNTHETIC_RATE": "50",
+                "SYNTHETIC_BETA": "1.5",
+                "SYNTHETIC_DURATION_S": "0",
+                "SEED": "7",
+            },
+            _parse_synthetic,
+            _build_synthetic,
+            "synthetic (simulated data)",
+        ),
+    )
+}
+"""Every source kind, by name."""
+
+
+def source_keys() -> dict[str, str]:
+    """The ``PAIRFLOW_*`` keys (no prefix) of every source kind, with defaults."""
+    out: dict[str, str] = {}
+    for kind in KINDS.values():
+        out.update(kind.keys)
+    return out
+
+
+def parse_source(text: str, raw: Mapping[str, str]) -> SourceConfig:
+    """Parse ``PAIRFLOW_SOURCE`` (``KIND[:ARG]``) and that kind's keys.
+
+    Raises:
+        ConfigError: on an unknown kind or a bad value of one of its keys.
+    """
+    name, _, arg = text.strip().partition(":")
+    kind = KINDS.get(name.strip().lower())
+    if kind is None:
+        usages = "; ".join(k.usage for k in KINDS.values())
+        msg = f"PAIRFLOW_SOURCE={text.strip()!r} is not a source; use one of: {usages}"
+        raise ConfigError(msg)
+    return kind.parse(arg.strip(), raw)
+
+
+def make_source(settings: Settings) -> Source[Any]:
+    """Build the Bytewax source that ``settings.source`` describes."""
+    return KINDS[settings.source.kind].build(settings.source, settings)
