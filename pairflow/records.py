@@ -231,5 +231,20 @@ class Watermark:
     through_ms: int
 
 
-SourceItem: TypeAlias = Tick | Bar | Reject | Gap | Stat
+@dataclass(frozen=True, slots=True)
+class SourceClock:
+    """The source's own clock: trades still to come are stamped at or after ``now_ms``.
+
+    A paced replay emits it so bars close on *replay* time at any speed (not on the
+    wall clock); the bar step broadcasts it to every symbol. Live sources don't need
+    it (bars extrapolate the exchange clock from the last trade time).
+
+    Attributes:
+        now_ms: Source time in epoch ms (trade-time scale).
+    """
+
+    now_ms: int
+
+
+SourceItem: TypeAlias = Tick | Bar | Reject | Gap | Stat | SourceClock
 """What a source emits: typed records only (each source owns its wire format)."""
