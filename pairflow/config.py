@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -60,6 +61,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "REDIS_MAXLEN": "1000000",
     "REDIS_PREFIX": "",
     "WINDOWS": "1s=300,1m=120,5m=60",
+    "SCAN_EVERY": "1s=60,1m=1,5m=1",
     "ENTRY_Z": "2.0",
     "EXIT_Z": "0.5",
     "PVALUE_EVERY": "1",
@@ -97,6 +99,7 @@ class Settings:
         db_batch_rows: ... or when this many rows are waiting.
         epoch_ms: Bytewax epoch length for ``python dataflow.py``.
         stats_every_s: How often components report ``pipeline_stats``.
+        scan_every: Scan every k-th grid time per timeframe (``ts_ms // tf_ms % k == 0``).
     """
 
     source: SourceConfig = field(default_factory=BinanceConfig)
@@ -115,6 +118,7 @@ class Settings:
     db_batch_rows: int = int(COMMON_DEFAULTS["DB_BATCH_ROWS"])
     epoch_ms: int = int(COMMON_DEFAULTS["EPOCH_MS"])
     stats_every_s: float = float(COMMON_DEFAULTS["STATS_EVERY_S"])
+    scan_every: dict[str, int] = field(default_factory=lambda: {"1s": 60, "1m": 1, "5m": 1})
 
     @property
     def source_kind(self) -> str:
@@ -191,11 +195,16 @@ def parse_symbols(text: str) -> tuple[str, ...]:
 def parse_pairs(text: str, symbols: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """Parse ``Y/X,Y/X`` pairs; empty means the first symbol against each other one.
 
+    ``all`` (any case) means every unordered pair of ``symbols`` (N(N-1)/2), Y being
+    the symbol listed first: ``A,B,C`` -> ``A/B, A/C, B/C``.
+
     Raises:
         ConfigError: on a malformed pair or a leg not in ``symbols``.
     """
     if not text.strip():
         return tuple((symbols[0], other) for other in symbols[1:])
+    if text.strip().lower() == "all":
+        return tuple(combinations(symbols, 2))
     pairs: list[tuple[str, str]] = []
     for item in text.split(","):
         if not item.strip():
@@ -249,6 +258,40 @@ def parse_windows(text: str) -> dict[str, int]:
     return windows
 
 
+def parse_scan_every(text: str) -> dict[str, int]:
+    """Parse ``1s=60,1m=1,5m=1`` into ``{tf: k}``: scan every k-th grid time of tf.
+
+    A timeframe left out is scanned at every grid time (k = 1).
+
+    Raises:
+        ConfigError: on an unknown timeframe or a k that is not a whole number >= 1.
+    """
+    every: dict[str, int] = dict.fromkeys(TF_MS, 1)
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        tf, sep, k_s = item.partition("=")
+        tf = tf.strip()
+        if not sep or tf not in TF_MS:
+            msg = (
+                f"PAIRFLOW_SCAN_EVERY: {item!r} is not TF=K with TF one of "
+                f"{', '.join(TF_MS)} (e.g. 1s=60,1m=1,5m=1)"
+            )
+            raise ConfigError(msg)
+        try:
+            k = int(k_s)
+        except ValueError:
+            k = 0
+        if k < 1:
+            msg = (
+                f"PAIRFLOW_SCAN_EVERY: k for {tf} must be a whole number >= 1 "
+                f"(scan every k-th grid time), got {k_s.strip()!r}"
+            )
+            raise ConfigError(msg)
+        every[tf] = k
+    return every
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read, validate and return the settings.
 
@@ -297,6 +340,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_batch_rows=whole("DB_BATCH_ROWS", 1),
         epoch_ms=whole("EPOCH_MS", 10),
         stats_every_s=parse_number("STATS_EVERY_S", raw["STATS_EVERY_S"], minimum=0.1),
+        scan_every=parse_scan_every(raw["SCAN_EVERY"]),
     )
 
 
