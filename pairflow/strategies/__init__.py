@@ -1,0 +1,1 @@
+"""Paper-trading strategies on the pair analytics: parameters and rules (pure, no I/O)."""
