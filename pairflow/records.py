@@ -166,6 +166,38 @@ class AnalyticsRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanRow:
+    """One row of the ``scan`` table (see DESIGN "Pair scanner").
+
+    Attributes:
+        tf: Timeframe.
+        ts_ms: The scanned grid time (an analytics ``ts``).
+        pair: ``"Y/X"``.
+        eg_pvalue: Engle-Granger p-value of the pair's analytics row at ``ts``.
+        eg_qvalue: Benjamini-Hochberg adjusted ``eg_pvalue`` across the scan's rows
+            with a p-value (``None`` where ``eg_pvalue`` is ``None``).
+        adf_pvalue: ADF p-value of the spread.
+        half_life: Half-life of the spread in bars.
+        beta: OLS hedge ratio.
+        corr: Correlation of log returns.
+        zscore: Spread z-score.
+        rank: 1 + position by ascending ``eg_pvalue`` (ties: pair name; ``None`` last).
+    """
+
+    tf: str
+    ts_ms: int
+    pair: str
+    eg_pvalue: float | None
+    eg_qvalue: float | None
+    adf_pvalue: float | None
+    half_life: float | None
+    beta: float | None
+    corr: float | None
+    zscore: float | None
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """A z-score threshold crossing: ``short_spread``, ``long_spread`` or ``exit``."""
 
