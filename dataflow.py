@@ -36,7 +36,7 @@ from operators.bars import BarLogic, BarState
 from operators.ingest import Chunk, Ingest, is_chunk
 from operators.sequence import SequenceLogic, SequenceState
 from pairflow.config import ConfigError, Settings, load_settings, redact_url
-from pairflow.records import Bar, Watermark
+from pairflow.records import Bar, Reject, Watermark
 from sinks.duckdb_sink import DuckDBSink
 from sinks.redis_sink import RedisTeeSink
 from sources.registry import make_source
@@ -75,14 +75,15 @@ def build(
         return SequenceLogic(settings.source_name, resume)
 
     checked = op.stateful_batch("sequence", chunks, seq_builder)
-    seq_split = op.branch("split_sequence", checked, lambda kv: isinstance(kv[1], list))
-    valid = seq_split.trues
+    seq_split = op.branch("split_sequence", checked, lambda kv: not isinstance(kv[1], Reject))
+    sequenced = seq_split.trues  # (symbol, [Tick]) and (symbol, SourceClock)
     seq_rejects = op.map("sequence_rejects", seq_split.falses, lambda kv: kv[1])
 
     if with_redis and settings.redis_url:
+        ticks_only = op.filter("ticks_only", sequenced, lambda kv: isinstance(kv[1], list))
         op.output(
             "redis_tee",
-            op.map("tee_values", valid, lambda kv: kv[1]),
+            op.map("tee_values", ticks_only, lambda kv: kv[1]),
             RedisTeeSink(
                 settings.redis_url, settings.redis_maxlen, key_prefix=settings.redis_prefix
             ),
@@ -98,7 +99,8 @@ def build(
             state=resume,
         )
 
-    bar_out = op.map("bar_values", op.stateful_batch("bars", valid, bar_builder), lambda kv: kv[1])
+    built = op.stateful_batch("bars", sequenced, bar_builder)
+    bar_out = op.map("bar_values", built, lambda kv: kv[1])
     bar_split = op.branch("split_bars", bar_out, lambda x: isinstance(x, (Bar, Watermark)))
     bars_and_marks = op.merge("all_bars", source_bars, bar_split.trues)
     bar_records = bar_split.falses  # late-tick Rejects and Stats

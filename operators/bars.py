@@ -34,7 +34,7 @@ from datetime import datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from pairflow.records import Bar, Reject, Stat, Tick, Watermark, tick_raw
+from pairflow.records import Bar, Reject, SourceClock, Stat, Tick, Watermark, tick_raw
 from pairflow.timeutil import TF_MS, TIMEFRAMES, ms_to_dt, now_ms
 
 AMEND_HORIZON_MS = 300_000
@@ -131,6 +131,8 @@ class BarState:
         last_arrival_ms: Wall-clock time when ``last_event_ms`` was seen.
         late_total: Ticks rejected as too late.
         amended_total: Bars re-emitted because of a late tick.
+        source_clock_ms: Latest :class:`~pairflow.records.SourceClock` of a paced
+            source (``-1``: none; the clock is extrapolated from trade times).
     """
 
     symbol: str = ""
@@ -146,6 +148,7 @@ class BarState:
     last_arrival_ms: int = -1
     late_total: int = 0
     amended_total: int = 0
+    source_clock_ms: int = -1
 
     def copy(self) -> BarState:
         """Deep copy (accumulators are mutable)."""
@@ -159,6 +162,7 @@ class BarState:
             last_arrival_ms=self.last_arrival_ms,
             late_total=self.late_total,
             amended_total=self.amended_total,
+            source_clock_ms=self.source_clock_ms,
         )
 
 
@@ -239,11 +243,9 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
                 break
             del recent[oldest]
 
-    def _late(self, tick: Tick, tf: str, o: int, amended: dict[tuple[str, int], BarAcc]) -> bool:
-        """Amend a closed bar with a late tick; False if it is beyond the horizon."""
+    def _amend(self, tick: Tick, tf: str, o: int, amended: dict[tuple[str, int], BarAcc]) -> None:
+        """Fold a late tick into the closed bar of interval ``o`` (made if it was empty)."""
         st = self.state
-        if o < st.closed_through[tf] - self.amend_horizon_ms:
-            return False
         acc = st.recent[tf].get(o)
         if acc is None:
             acc = BarAcc(tick)
@@ -251,11 +253,14 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         else:
             acc.add(tick)
         amended[(tf, o)] = acc
-        return True
 
     # -- bytewax callbacks ----------------------------------------------------------
-    def on_batch(self, values: list[list[Tick]]) -> tuple[list[BarOut], bool]:
-        """Fold ticks into bars, closing intervals that a newer tick proves finished."""
+    def on_batch(self, values: list[list[Tick] | SourceClock]) -> tuple[list[BarOut], bool]:
+        """Fold ticks into bars, closing intervals that a newer tick proves finished.
+
+        A :class:`SourceClock` value (a paced source's clock) moves the close frontier
+        instead of the wall-clock extrapolation, so bars close on source time.
+        """
         st = self.state
         out: list[BarOut] = []
         amended: dict[tuple[str, int], BarAcc] = {}
@@ -263,6 +268,9 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         open_acc = st.open_acc
         last_event = st.last_event_ms
         for chunk in values:
+            if type(chunk) is SourceClock:
+                st.source_clock_ms = max(st.source_clock_ms, chunk.now_ms)
+                continue
             if not st.symbol and chunk:
                 st.symbol = chunk[0].symbol
             for tick in chunk:
@@ -276,7 +284,15 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
                     open_acc["1m"].add(tick)  # type: ignore[union-attr]
                     open_acc["5m"].add(tick)  # type: ignore[union-attr]
                     continue
-                late = False
+                # One decision per tick for all timeframes: the 1s frontier closes
+                # first, so a tick within the horizon of it is amendable in every tf
+                # (their kept bars reach at least as far back); beyond it, it is a
+                # ``late_tick`` reject for all three.
+                o_1s = t_ms - t_ms % 1000
+                if o_1s < st.closed_through["1s"] - self.amend_horizon_ms:
+                    st.late_total += 1
+                    out.append(Reject(self.clock_ms(), self.source, "late_tick", tick_raw(tick)))
+                    continue
                 for tf in TIMEFRAMES:
                     o = t_ms - t_ms % TF_MS[tf]
                     cur = open_time[tf]
@@ -291,11 +307,8 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
                         open_time[tf] = o
                         open_acc[tf] = BarAcc(tick)
                         self._prune(tf)
-                    elif not self._late(tick, tf, o, amended):
-                        late = True
-                if late:
-                    st.late_total += 1
-                    out.append(Reject(self.clock_ms(), self.source, "late_tick", tick_raw(tick)))
+                    else:
+                        self._amend(tick, tf, o, amended)
         if last_event > st.last_event_ms:
             st.last_event_ms = last_event
             st.last_arrival_ms = self.clock_ms()
@@ -311,7 +324,14 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         return out, StatefulBatchLogic.RETAIN
 
     def _event_clock_ms(self) -> int:
+        """The symbol's event clock in ms.
+
+        The source's own clock if it sends one, else the last trade time
+        extrapolated by the wall time since it arrived.
+        """
         st = self.state
+        if st.source_clock_ms >= 0:
+            return max(st.source_clock_ms, st.last_event_ms)
         return st.last_event_ms + (self.clock_ms() - st.last_arrival_ms)
 
     def _close_by_clock(self) -> list[BarOut]:
@@ -343,8 +363,8 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
     def notify_at(self) -> datetime | None:
         """Wall-clock mode: when the next 1s interval should close (None otherwise)."""
         st = self.state
-        if not self.wall_clock or st.last_event_ms < 0:
-            return None
+        if not self.wall_clock or st.last_event_ms < 0 or st.source_clock_ms >= 0:
+            return None  # event time only, nothing yet, or the source's clock drives
         tf_ms = TF_MS["1s"]
         next_end = max(st.closed_through["1s"], st.open_time["1s"]) + tf_ms
         due_event_ms = next_end + self.grace_ms

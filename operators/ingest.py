@@ -9,7 +9,7 @@ ticks by symbol for the keyed steps, and counts what it saw:
   ``trade_time_in_future`` reject (one bogus far-future ``T`` would otherwise close
   every bar and make later trades late);
 * ``Reject``/``Gap``/``Stat`` pass through; source ``Bar`` records (klines) pass
-  through to the bar stream.
+  through to the bar stream; a ``SourceClock`` is copied to every symbol's key.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pairflow.records import Bar, Reject, SourceItem, Stat, Tick, tick_raw
+from pairflow.records import Bar, Reject, SourceClock, SourceItem, Stat, Tick, tick_raw
 from pairflow.summary import COUNTS
 from pairflow.timeutil import now_ms
 
 FUTURE_TOLERANCE_MS = 60_000
 """Trades stamped more than this ahead of the wall clock are rejected (clock skew margin)."""
 
-Chunk = tuple[str, list[Tick]]
-"""``(symbol, ticks)``: one source batch's ticks of one symbol, in source order."""
+Chunk = tuple[str, list[Tick] | SourceClock]
+"""``(symbol, ticks)``: one source batch's ticks of one symbol, in source order; or
+``(symbol, SourceClock)``: a paced source's clock, sent to every symbol."""
 
 
 def group_ticks(
@@ -106,7 +107,12 @@ class Ingest:
         )
         out: list[object] = list(by_symbol.items())
         out.extend(rejects)
-        out.extend(other)
+        for item in other:
+            if type(item) is SourceClock:
+                # every symbol's bar step needs the source's clock (quiet ones too)
+                out.extend((sym, item) for sym in self.symbols)
+            else:
+                out.append(item)
         n_ticks = sum(len(v) for v in by_symbol.values())
         self.ticks_total += n_ticks
         COUNTS["ticks"] += n_ticks

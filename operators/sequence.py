@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bytewax.operators import StatefulBatchLogic
 
-from pairflow.records import Reject, Tick, tick_raw
+from pairflow.records import Reject, SourceClock, Tick, tick_raw
 from pairflow.timeutil import now_ms
 
 
@@ -35,15 +35,23 @@ class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", Sequen
         self.source = source
         self.state = state if state is not None else SequenceState()
 
-    def on_batch(self, values: list[list[Tick]]) -> tuple[list[list[Tick] | Reject], bool]:
-        """Filter each chunk; emits at most one accepted chunk per input chunk."""
-        out: list[list[Tick] | Reject] = []
+    def on_batch(
+        self, values: list[list[Tick] | SourceClock]
+    ) -> tuple[list[list[Tick] | Reject | SourceClock], bool]:
+        """Filter each chunk; emits at most one accepted chunk per input chunk.
+
+        A :class:`SourceClock` passes through in order (for the bar step).
+        """
+        out: list[list[Tick] | Reject | SourceClock] = []
         last = self.state.last_trade_id
         for chunk in values:
+            if type(chunk) is SourceClock:
+                out.append(chunk)
+                continue
             good: list[Tick] = []
             for tick in chunk:
                 tid = tick.trade_id
-                if tid > last:
+                if tid - tick.count >= last:  # an aggregate's first id must be new too
                     good.append(tick)
                     last = tid
                 else:

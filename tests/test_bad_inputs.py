@@ -44,8 +44,13 @@ def recording_lines(path: Path) -> list[bytes]:
 
 
 def identity(frame: str | bytes) -> tuple[object, ...]:
-    """What identifies a trade independently of field order and extra fields."""
-    d = json.loads(frame)["data"]
+    """What identifies a trade independently of field order, extra fields and envelope.
+
+    A frame refused after parsing (duplicate, backwards, late) is stored as the tick's
+    fields (``pairflow.records.tick_raw``: no combined-stream envelope).
+    """
+    obj = json.loads(frame)
+    d = obj.get("data", obj)
     return (d["s"], d["t"], d["T"], d["p"], d["q"], d["m"])
 
 

@@ -213,3 +213,69 @@ def test_bars_resumed_after_downtime_do_not_close_on_the_downtime():
     out, _ = resumed.on_notify()
     (bar,) = bars_of(out)
     assert bar.trades == 2
+
+
+def _final_bars(out: list[object]) -> dict[tuple[str, int], Bar]:
+    """Last version of every bar (the sink upserts: the last write wins)."""
+    final: dict[tuple[str, int], Bar] = {}
+    for b in out:
+        if isinstance(b, Bar):
+            final[(b.tf, b.open_time_ms)] = b
+    return final
+
+
+def test_bars_tick_just_beyond_horizon_is_rejected_in_all_timeframes_not_amended_in_5m():
+    # 1s frontier at 301 s, 5m frontier at 300 s: a tick at 0.5 s is 301 s behind the
+    # 1s frontier (beyond the 300 s horizon) but was within it for the 5m bar.
+    out = run_bars([[tick(1, 1_000), tick(2, 301_500)], [tick(3, 500)]])
+    rejects = [r for r in out if isinstance(r, Reject)]
+    assert [r.reason for r in rejects] == ["late_tick"]
+    final = _final_bars(out)
+    assert final[("5m", BASE_MS)].trades == 1  # not amended
+    assert final[("1m", BASE_MS)].trades == 1
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=400_000), min_size=2, max_size=60),
+    st.lists(st.integers(min_value=0, max_value=59), max_size=20),
+)
+@settings(max_examples=60, deadline=None)
+def test_bars_volumes_of_1s_1m_5m_add_up_under_late_ticks(times, late_positions):
+    """Every tick is in all three timeframes or in none (rejected): volumes agree."""
+    ordered = sorted(times)
+    ticks = [tick(i + 1, t, qty=1.0 + i % 7) for i, t in enumerate(ordered)]
+    late = sorted({p % len(ticks) for p in late_positions})
+    on_time = [t for i, t in enumerate(ticks) if i not in late]
+    arrival = [on_time, [ticks[i] for i in late]]  # late ones arrive after the rest
+    out = run_bars([c for c in arrival if c])
+    final = _final_bars(out)
+    rejected = sum(float(orjson_loads(r.raw)["q"]) for r in out if isinstance(r, Reject))
+    total = sum(t.qty for t in ticks)
+    for tf in ("1s", "1m", "5m"):
+        vol = sum(b.volume for (f, _), b in final.items() if f == tf)
+        assert abs(vol + rejected - total) < 1e-9, tf
+
+
+def orjson_loads(text: str) -> dict:
+    import orjson
+
+    return orjson.loads(text)
+
+
+def test_bars_close_on_the_source_clock_not_the_wall_clock():
+    """A paced source's SourceClock drives closing: a frozen wall clock closes nothing."""
+    from pairflow.records import SourceClock
+
+    frozen = {"now": 5_000_000}
+    logic = BarLogic("t", wall_clock=True, grace_ms=300, clock_ms=lambda: frozen["now"])
+    out, _ = logic.on_batch([[tick(1, 200)]])
+    assert not bars_of(out)
+    out, _ = logic.on_batch([SourceClock(BASE_MS + 1_299)])
+    assert not bars_of(out)  # 1_299 - 300 grace < 1_000: interval not over yet
+    out, _ = logic.on_batch([SourceClock(BASE_MS + 1_300)])
+    assert [b.open_time_ms for b in bars_of(out)] == [BASE_MS]
+    assert logic.notify_at() is None  # the source's clock drives, no wall timers
+    # the wall clock running ahead (a 0.5x replay) closes nothing on its own
+    frozen["now"] += 60_000
+    out, _ = logic.on_notify()
+    assert not bars_of(out, "1m")
