@@ -199,13 +199,53 @@ class ScanRow:
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """A z-score threshold crossing: ``short_spread``, ``long_spread`` or ``exit``."""
+    """A strategy decision at ``ts_ms`` (a ``signals`` row; kinds in ``sinks.schema.SIGNAL_KINDS``).
+
+    ``strategy`` is the last field with a default, so ``Signal(pair, tf, ts, kind, z)``
+    is a decision of the ``default`` strategy.
+    """
 
     pair: str
     tf: str
     ts_ms: int
     kind: str
     zscore: float
+    strategy: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Retract:
+    """Delete the row of ``table`` whose primary key is ``key`` (if it exists).
+
+    The DuckDB sink applies it in order with upserts of the same key: an upsert after
+    a retraction writes the row again, a retraction after an upsert removes it.
+
+    Attributes:
+        table: A keyed table, e.g. ``signals``.
+        key: The primary-key values in key order; times as epoch ms.
+    """
+
+    table: str
+    key: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RetractFrom:
+    """Delete every row of ``table`` whose key starts with ``key_prefix`` from ``from_ms`` on.
+
+    What an amended interval needs: "the signals of (strategy, pair, tf) from t on no
+    longer hold" before the recomputed ones are upserted. Rows emitted after it (in
+    the same batch or later) are kept.
+
+    Attributes:
+        table: A keyed table with a time column.
+        key_prefix: Values of the first ``len(key_prefix)`` key columns.
+        from_ms: Rows whose time column is ``>= from_ms`` (epoch ms) are deleted.
+    """
+
+    table: str
+    key_prefix: tuple[object, ...]
+    from_ms: int
 
 
 @dataclass(frozen=True, slots=True)
