@@ -35,6 +35,9 @@ CHUNK = 2_000
 
 STATS_KEY = "pairflow:stats:tee"
 
+DUPLICATE_WARN_MIN = 1_000
+"""Ticks seen before the "most ticks refused as duplicates" warning may fire."""
+
 _XADD_MANY = """
 local added, dup, other, err = 0, 0, 0, ''
 for id, p, q, m in string.gmatch(ARGV[2], '(%S+) (%S+) (%S+) (%S+)\\n') do
@@ -87,6 +90,7 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
         self.duplicates_total = 0
         self.dropped_total = 0
         self.errors_total = 0
+        self.warned_duplicates = False
 
     def write_batch(self, items: list[list[Tick]]) -> None:
         """Queue the ticks and try to write the backlog (never raises, never blocks long)."""
@@ -133,6 +137,7 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
             self.written_total += added_n
             self.duplicates_total += dup_n
             self._stats(added_n, dup_n)
+            self._warn_if_mostly_duplicates()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self._down(exc)
             return
@@ -147,6 +152,30 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
                 log.warning("Redis tee: %s reachable again, backlog written", redact_url(self.url))
             self.up = True
         self.backoff_ms = 0
+
+    def _warn_if_mostly_duplicates(self) -> None:
+        """Say so once, loudly, when Redis refuses most of this run's ticks.
+
+        Redis refuses an entry whose ID ``{T}-{t}`` is not above the stream's last
+        one: a replay of ticks that are already there, or a stream that another run
+        (e.g. the demo, whose times are shifted to now) filled with newer IDs.
+        """
+        seen = self.written_total + self.duplicates_total
+        if self.warned_duplicates or seen < DUPLICATE_WARN_MIN or 2 * self.duplicates_total < seen:
+            return
+        self.warned_duplicates = True
+        log.warning(
+            "Redis tee: %d of %d ticks so far were refused as duplicates: the streams "
+            "%sticks:{SYMBOL} at %s already hold these or newer trade IDs (an earlier run "
+            "of the same data, or another run writing the same keys). Bars and analytics "
+            "are unaffected. To tee this run, use its own keys (PAIRFLOW_REDIS_PREFIX=run1:) "
+            "or delete the old streams (redis-cli DEL %sticks:BTCUSDT ...).",
+            self.duplicates_total,
+            seen,
+            self.key_prefix,
+            redact_url(self.url),
+            self.key_prefix,
+        )
 
     def _down(self, exc: Exception) -> None:
         self.backoff_ms = min(max(2 * self.backoff_ms, 100), self.backoff_cap_ms)

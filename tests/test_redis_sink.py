@@ -91,6 +91,23 @@ def test_tee_counts_refused_duplicates_instead_of_failing(redis_prefix, redis_cl
     part.close()
 
 
+def test_tee_warns_once_with_the_fix_when_most_ticks_are_refused(redis_prefix, caplog):
+    """A second run over the same keys (the demo left newer IDs): one clear warning."""
+    part = RedisTeePartition("redis://:s3cretpw@127.0.0.1:6379/0", 10_000, key_prefix=redis_prefix)
+    batch = [[tick(i, i) for i in range(1, 1_501)]]
+    part.write_batch(batch)
+    assert "refused as duplicates" not in caplog.text
+    with caplog.at_level("WARNING", logger="sinks.redis_sink"):
+        part.write_batch(batch)
+        part.write_batch(batch)
+    warnings = [r for r in caplog.records if "refused as duplicates" in r.getMessage()]
+    assert len(warnings) == 1
+    text = warnings[0].getMessage()
+    assert "PAIRFLOW_REDIS_PREFIX" in text and "1500 of 3000" in text
+    assert "s3cretpw" not in caplog.text
+    part.close()
+
+
 def test_tee_caps_streams_with_approximate_maxlen(redis_prefix, redis_client):
     part = RedisTeePartition(REDIS_URL, 100, key_prefix=redis_prefix)
     part.write_batch([[tick(i, i) for i in range(1, 5001)]])
