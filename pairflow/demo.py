@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("PAIRFLOW_SOURCE", f"replay:{RECORDING}")
         env.setdefault("PAIRFLOW_REPLAY_SPEED", args.speed)
         env.setdefault("PAIRFLOW_REPLAY_LOOP", "1")
+        # The demo's streams are its own: its times are shifted to now, so sharing
+        # ticks:{SYMBOL} with one-off runs would make Redis refuse their older IDs.
+        env.setdefault("PAIRFLOW_REDIS_PREFIX", "demo:")
     env["PAIRFLOW_DB"] = str(db)
     if "PAIRFLOW_REDIS_URL" not in env:
         env["PAIRFLOW_REDIS_URL"] = DEFAULT_REDIS if redis_answers() else ""
@@ -108,8 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"demo: replaying {RECORDING.name} in a loop at {args.speed}x real time")
     print(f"{name}: DuckDB file {db} (open it read-only while it runs)")
+    # Own process groups: Ctrl-C reaches only this process, which then stops the
+    # children once, in order (the flow gets one SIGTERM and flushes).
     flow = subprocess.Popen(
-        [sys.executable, str(ROOT / "dataflow.py"), "-r", str(recovery)], cwd=ROOT, env=env
+        [sys.executable, str(ROOT / "dataflow.py"), "-r", str(recovery)],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     dash = None
     if not args.no_dashboard:
@@ -121,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             port = args.port
             while not port_free(port):
                 port += 1
-            dash = start_dashboard(port, db, env={"PAIRFLOW_REDIS_URL": env["PAIRFLOW_REDIS_URL"]})
+            dash = start_dashboard(
+                port,
+                db,
+                env={
+                    "PAIRFLOW_REDIS_URL": env["PAIRFLOW_REDIS_URL"],
+                    "PAIRFLOW_REDIS_PREFIX": env.get("PAIRFLOW_REDIS_PREFIX", ""),
+                },
+            )
             print(f"{name}: open http://127.0.0.1:{port} in a browser")
 
     stop = {"now": False}
