@@ -24,6 +24,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from pairflow.errors import ConfigError
 from pairflow.parsing import parse_number, parse_url
+from pairflow.strategies.params import StrategyParams, parse_strategies
 from pairflow.timeutil import TF_MS
 from sources.registry import (
     BINANCE_REST_DEFAULT,
@@ -70,6 +71,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "DB_BATCH_ROWS": "5000",
     "EPOCH_MS": "200",
     "STATS_EVERY_S": "5",
+    "STRATEGIES": "",
 }
 """Defaults of the settings every run has, by name without the ``PAIRFLOW_`` prefix."""
 
@@ -100,6 +102,8 @@ class Settings:
         epoch_ms: Bytewax epoch length for ``python dataflow.py``.
         stats_every_s: How often components report ``pipeline_stats``.
         scan_every: Scan every k-th grid time per timeframe (``ts_ms // tf_ms % k == 0``).
+        strategies: Paper strategies (``PAIRFLOW_STRATEGIES``; empty = the one
+            ``default`` strategy on ``entry_z``/``exit_z``), run on every (pair, tf).
     """
 
     source: SourceConfig = field(default_factory=BinanceConfig)
@@ -119,6 +123,13 @@ class Settings:
     epoch_ms: int = int(COMMON_DEFAULTS["EPOCH_MS"])
     stats_every_s: float = float(COMMON_DEFAULTS["STATS_EVERY_S"])
     scan_every: dict[str, int] = field(default_factory=lambda: {"1s": 60, "1m": 1, "5m": 1})
+    strategies: tuple[StrategyParams, ...] = field(
+        default_factory=lambda: parse_strategies(
+            None,
+            entry_z=float(COMMON_DEFAULTS["ENTRY_Z"]),
+            exit_z=float(COMMON_DEFAULTS["EXIT_Z"]),
+        )
+    )
 
     @property
     def source_kind(self) -> str:
@@ -320,6 +331,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         msg = f"PAIRFLOW_EXIT_Z ({exit_z}) must be below PAIRFLOW_ENTRY_Z ({entry_z})"
         raise ConfigError(msg)
 
+    try:
+        strategies = parse_strategies(raw["STRATEGIES"], entry_z=entry_z, exit_z=exit_z)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
     def whole(name: str, minimum: int) -> int:
         return int(parse_number(name, raw[name], minimum=minimum, integer=True))
 
@@ -341,6 +357,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         epoch_ms=whole("EPOCH_MS", 10),
         stats_every_s=parse_number("STATS_EVERY_S", raw["STATS_EVERY_S"], minimum=0.1),
         scan_every=parse_scan_every(raw["SCAN_EVERY"]),
+        strategies=strategies,
     )
 
 
