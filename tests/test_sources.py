@@ -7,12 +7,20 @@ import gzip
 import numpy as np
 import orjson
 
-from pairflow.records import Tick
+from pairflow.records import SourceClock, Tick
 from pairflow.testing.oracle import read_table
 from pairflow.timeutil import dt_to_ms, now_ms
 from sources.replay import ReplayPartition, ReplayState, open_lines
 from sources.synthetic import SyntheticParams, SyntheticPartition
 from tests.flowutil import run_flow, settings_for
+
+
+def frames_and_clocks(batch: list) -> tuple[list[bytes], list[int]]:
+    """A paced batch's frames, and its SourceClock values (at the end of the batch)."""
+    clocks = [x.now_ms for x in batch if isinstance(x, SourceClock)]
+    frames = [x for x in batch if not isinstance(x, SourceClock)]
+    assert all(isinstance(x, SourceClock) for x in batch[len(frames) :])
+    return frames, clocks
 
 
 def drain(part, limit: int = 10_000) -> list[bytes]:
@@ -62,22 +70,26 @@ def test_replay_loop_shifts_times_and_ids_so_both_keep_increasing(tmp_path, reco
 def test_replay_paced_emits_only_due_frames_and_sleeps_until_the_next(recording):
     part = ReplayPartition(recording, 10.0, False, 10_000, None)
     started = now_ms()
-    batch = part.next_batch()
+    batch, clocks = frames_and_clocks(part.next_batch())
     elapsed = now_ms() - started
     times = [orjson.loads(f)["data"]["T"] for f in batch]
     assert batch and max(times) - times[0] <= 10 * (elapsed + 5)
     awake = part.next_awake()
     assert awake is not None and dt_to_ms(awake) > started
+    # the replay clock: at or after every emitted trade, before the next one
+    (clock,) = clocks
+    next_t = orjson.loads(part.pending[0])["data"]["T"]
+    assert max(times) <= clock < next_t
 
 
 def test_replay_loop_at_real_time_replays_the_first_pass_as_history_ending_now(recording):
     part = ReplayPartition(recording, 1.0, True, 100_000, None)
     started = now_ms()
-    first_pass = part.next_batch()  # all due at once: it is in the past
+    first_pass, _ = frames_and_clocks(part.next_batch())  # all due at once: in the past
     assert len(first_pass) == 34_419
     last_t = orjson.loads(first_pass[-1])["data"]["T"]
     assert abs(last_t - started) < 5_000
-    second = part.next_batch()  # the next pass is paced: only what is due by now
+    second, _ = frames_and_clocks(part.next_batch())  # the next pass is paced
     assert len(second) < 100
     awake = part.next_awake()
     assert awake is not None and dt_to_ms(awake) > started
@@ -125,11 +137,11 @@ def test_synthetic_pair_through_the_flow_has_its_known_hedge_ratio(tmp_path):
 
 def test_replay_paced_loop_resumed_after_downtime_jumps_forward_to_now(recording):
     part = ReplayPartition(recording, 1.0, True, 100, None)
-    first = part.next_batch()
+    first, _ = frames_and_clocks(part.next_batch())
     snap = part.snapshot()
     stale = ReplayState(snap.lines_done, snap.loop, snap.base_shift_ms - 3_600_000)
     resumed = ReplayPartition(recording, 1.0, True, 100, stale)
-    batch = resumed.next_batch()
+    batch, _ = frames_and_clocks(resumed.next_batch())
     t_first = orjson.loads(batch[0])["data"]["T"]
     assert abs(t_first - now_ms()) < 5_000
     assert t_first >= orjson.loads(first[-1])["data"]["T"]
