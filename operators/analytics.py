@@ -32,10 +32,10 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
   same number in exact arithmetic, without the rounding of the float alpha);
   zscore = (spread_t - mean(spreads)) / std(spreads, ddof=1),
   with mean(spreads) = 0 and std from the residual sum of squares, all O(1) from the
-  rolling sums (:class:`operators.rolling.RollingPair`); corr = Pearson of the
+  rolling sums (:class:`pairflow.stats.rolling.RollingPair`); corr = Pearson of the
   ``W - 1`` log returns (O(1)); adf_pvalue and eg_pvalue equal statsmodels'
   ``adfuller(spreads, "c", autolag="AIC")`` and ``coint(y, x, "c", autolag="aic")``
-  (:mod:`operators.cointegration`, O(W) vectorised); half_life =
+  (:mod:`pairflow.stats.cointegration`, O(W) vectorised); half_life =
   -ln 2 / ln(1 + lambda) in *bars of the timeframe* from OLS of dspread on
   [1, spread_{t-1}] (O(W) vectorised), ``None`` if lambda >= 0 or 1 + lambda <= 0.
 * **Undefined values** (a constant leg, zero spread variance...) are ``None``,
@@ -67,9 +67,9 @@ import numpy as np
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.cointegration import spread_tests
-from operators.rolling import RollingPair
 from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
+from pairflow.stats.cointegration import spread_tests
+from pairflow.stats.rolling import RollingPair
 from pairflow.timeutil import TF_MS, now_ms
 
 SHORT_SPREAD = "short_spread"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from statsmodels.tsa.stattools import adfuller, coint
 
-from operators.cointegration import (
+from pairflow.stats.cointegration import (
     adf_maxlag,
     adf_test,
     coint_test,
@@ -246,7 +247,7 @@ def test_fast_tests_are_at_least_10x_faster_than_statsmodels_at_w300() -> None:
 def test_fast_mackinnon_pvalue_is_identical_to_statsmodels() -> None:
     from statsmodels.tsa.adfvalues import mackinnonp
 
-    from operators.cointegration import _pvalue
+    from pairflow.stats.cointegration import _pvalue
 
     rng = np.random.default_rng(5)
     stats = np.concatenate([rng.uniform(-25, 5, 20_000), [-30.0, 10.0, -1.6, -3.2]])
@@ -257,11 +258,62 @@ def test_fast_mackinnon_pvalue_is_identical_to_statsmodels() -> None:
             )
 
 
+def test_pvalue_is_bit_identical_to_mackinnonp_for_every_table() -> None:
+    from statsmodels.tsa.adfvalues import mackinnonp
+
+    from pairflow.stats.cointegration import _pvalue
+
+    rng = np.random.default_rng(9)
+    stats = np.concatenate([rng.uniform(-30, 6, 3_000), rng.normal(-2.5, 1.0, 3_000)])
+    for regression in ("n", "c", "ct", "ctt"):
+        for n in range(1, 7):
+            for stat in [*stats.tolist(), -math.inf, math.inf]:
+                want = float(mackinnonp(stat, regression=regression, N=n))
+                got = _pvalue(stat, regression, n)
+                same = got == want or (math.isnan(got) and math.isnan(want))
+                assert same, (regression, n, stat, got, want)
+
+
+def test_generated_mackinnon_tables_equal_statsmodels_exactly() -> None:
+    from statsmodels.tsa import adfvalues
+
+    from pairflow.stats import mackinnon_tables as tables
+    from pairflow.stats.gen_mackinnon_tables import TABLE_NAMES, render
+
+    for name in TABLE_NAMES:
+        ours = getattr(tables, name.lstrip("_").upper())
+        theirs = getattr(adfvalues, name)
+        assert set(ours) == set(theirs), name
+        for reg, rows in theirs.items():
+            want = np.asarray(rows, dtype=float)
+            got = np.asarray(ours[reg], dtype=float)
+            assert got.shape == want.shape, (name, reg)
+            assert np.array_equal(got, want), (name, reg)  # bit-equal floats, infs too
+    # and the checked-in file is what the generator writes today
+    from pathlib import Path
+
+    assert Path(tables.__file__).read_text(encoding="utf-8") == render()
+
+
+def test_importing_the_statistics_loads_neither_statsmodels_nor_scipy_stats() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pairflow.stats.cointegration, pairflow.stats.rolling, operators.analytics;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('statsmodels', 'pandas')"
+        " or m.startswith('scipy.stats')];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_pair_fast_path_equals_general_path_and_statsmodels() -> None:
     # spread_tests takes _adf_pair_fast (both regressions, block-diagonal Cholesky);
     # it must agree with the per-regression Gram path and with statsmodels, also when
     # the two tests pick different lags or the largest lag.
-    from operators import cointegration as ci
+    from pairflow.stats import cointegration as ci
 
     rng = np.random.default_rng(11)
     seen = {"lags_differ": 0, "max_lag": 0}
@@ -300,7 +352,7 @@ def test_pair_fast_path_equals_general_path_and_statsmodels() -> None:
 
 
 def test_pair_fast_path_declines_degenerate_windows() -> None:
-    from operators import cointegration as ci
+    from pairflow.stats import cointegration as ci
 
     d = np.zeros(99)
     d[:11] = np.arange(1, 12) * 0.01 * np.array([1, -1] * 5 + [1])

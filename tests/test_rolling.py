@@ -12,7 +12,7 @@ import statsmodels.api as sm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.rolling import RollingPair
+from pairflow.stats.rolling import RollingPair
 
 RTOL = 1e-6
 EPS = float(np.finfo(float).eps)

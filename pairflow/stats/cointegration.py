@@ -28,8 +28,11 @@ per call. The same numbers come out of one cross-product matrix:
   share a second block-diagonal factorisation. Anything it declines takes the
   general path below.
 
-The p-values come from statsmodels' own :func:`~statsmodels.tsa.adfvalues.mackinnonp`
-(``N=1`` for ADF, ``N=2`` for the two-variable Engle-Granger test).
+The p-values are statsmodels' :func:`~statsmodels.tsa.adfvalues.mackinnonp` (``N=1``
+for ADF, ``N=2`` for the two-variable Engle-Granger test), computed from a generated
+copy of its tables (:mod:`pairflow.stats.mackinnon_tables`, tested equal) so that
+importing this module loads neither statsmodels nor ``scipy.stats`` (~2.4 s of
+start-up); ``scipy.linalg`` and ``scipy.special`` load at the first test.
 
 A Cholesky of a Gram matrix squares the condition number, so every pivot is
 checked: if any regressor (or the target) is nearly in the span of the previous
@@ -42,14 +45,41 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf
-from scipy.special import ndtr
-from statsmodels.tsa import adfvalues as _adfvalues
-from statsmodels.tsa.adfvalues import mackinnonp
+
+from pairflow.stats import mackinnon_tables as _tables
+
+
+def _first_dpotrf(*args: Any, **kwargs: Any) -> Any:
+    """LAPACK ``dpotrf``; imports ``scipy.linalg`` at the first call (start-up cost).
+
+    The first call rebinds this module's ``dpotrf`` to scipy's function itself, so
+    later calls go straight to LAPACK.
+    """
+    from scipy.linalg.lapack import dpotrf as real
+
+    globals()["dpotrf"] = real
+    return real(*args, **kwargs)
+
+
+def _first_ndtr(x: float) -> Any:
+    """``scipy.special.ndtr`` (what ``scipy.stats.norm.cdf`` evaluates), imported lazily.
+
+    Bit-identical to what ``mackinnonp`` returns; ``math.erf``/``erfc`` are not
+    (libm and cephes differ in the last bit for ~40 % of arguments, measured).
+    """
+    from scipy.special import ndtr as real
+
+    globals()["ndtr"] = real
+    return real(x)
+
+
+dpotrf: Callable[..., Any] = _first_dpotrf
+ndtr: Callable[[float], Any] = _first_ndtr
 
 PIVOT_REL = 1e-8
 """Smallest accepted ``L[j, j]**2 / G[j, j]`` (1 - R^2 of column j on the previous ones)."""
@@ -484,11 +514,9 @@ def _pvalue(stat: float, regression: str, n: int) -> float:
     """MacKinnon p-value, exactly as ``mackinnonp`` computes it, ~20x cheaper.
 
     ``mackinnonp`` ends in ``scipy.stats.norm.cdf`` (~50 µs of argument checking per
-    call); ``scipy.special.ndtr`` is the same function without it. The tables are
-    statsmodels' own; if they move, this falls back to ``mackinnonp`` itself.
+    call); ``scipy.special.ndtr`` is the same function without it. The tables are a
+    generated copy of statsmodels' (``tests/test_cointegration.py`` holds them equal).
     """
-    if _TABLES is None:  # pragma: no cover - other statsmodels layouts
-        return float(mackinnonp(stat, regression=regression, N=n))
     key = (regression, n)
     tab = _PV_CACHE.get(key)
     if tab is None:
@@ -517,20 +545,13 @@ _PvTable = tuple[float, float, float, tuple[float, ...], tuple[float, ...]]
 _PV_CACHE: dict[tuple[str, int], _PvTable] = {}
 
 
-def _mackinnon_tables() -> tuple[Any, ...] | None:
-    try:
-        return (
-            _adfvalues._tau_maxs,
-            _adfvalues._tau_mins,
-            _adfvalues._tau_stars,
-            _adfvalues._tau_smallps,
-            _adfvalues._tau_largeps,
-        )
-    except AttributeError:  # pragma: no cover
-        return None
-
-
-_TABLES = _mackinnon_tables()
+_TABLES: tuple[dict[str, tuple[Any, ...]], ...] = (
+    _tables.TAU_MAXS,
+    _tables.TAU_MINS,
+    _tables.TAU_STARS,
+    _tables.TAU_SMALLPS,
+    _tables.TAU_LARGEPS,
+)
 
 
 def eg_stat_from_residuals(resid: np.ndarray, rsquared: float) -> AdfResult | None:
