@@ -106,12 +106,16 @@ class SyntheticConfig:
         duration_s: If > 0, that many simulated seconds as fast as possible, then
             the source ends; 0 = real time, forever.
         seed: Random seed (runs with the same seed are identical).
+        universe: ``pair`` (one cointegrated pair + independent walks) or
+            ``clusters`` (clusters of cointegrated symbols + independent walks; see
+            ``sources.synthetic.planted_pairs``).
     """
 
     rate: float = 50.0
     beta: float = 1.5
     duration_s: float = 0.0
     seed: int = 7
+    universe: str = "pair"
 
     kind = "synthetic"
 
@@ -122,7 +126,10 @@ class SyntheticConfig:
 
     def describe(self) -> str:
         """One-line summary for logs (says it is synthetic)."""
-        return f"synthetic (simulated data) rate={self.rate:g}/s seed={self.seed}"
+        return (
+            f"synthetic (simulated data) universe={self.universe} rate={self.rate:g}/s "
+            f"seed={self.seed}"
+        )
 
 
 SourceConfig = BinanceConfig | ReplayConfig | SyntheticConfig
@@ -237,6 +244,7 @@ def _build_replay(config: ReplayConfig, settings: Settings) -> Source[Any]:
 
 
 SYNTHETIC_MIN_SYMBOLS = 2
+SYNTHETIC_UNIVERSES = ("pair", "clusters")
 
 
 def _parse_synthetic(arg: str, raw: Mapping[str, str]) -> SyntheticConfig:
@@ -248,7 +256,19 @@ def _parse_synthetic(arg: str, raw: Mapping[str, str]) -> SyntheticConfig:
         beta=parse_number("SYNTHETIC_BETA", raw["SYNTHETIC_BETA"], minimum=-1e6),
         duration_s=parse_number("SYNTHETIC_DURATION_S", raw["SYNTHETIC_DURATION_S"], minimum=0.0),
         seed=int(parse_number("SEED", raw["SEED"], minimum=0, integer=True)),
+        universe=_parse_universe(raw["SYNTHETIC_UNIVERSE"]),
     )
+
+
+def _parse_universe(text: str) -> str:
+    universe = text.strip().lower() or "pair"
+    if universe not in SYNTHETIC_UNIVERSES:
+        msg = (
+            f"PAIRFLOW_SYNTHETIC_UNIVERSE must be one of {', '.join(SYNTHETIC_UNIVERSES)}, "
+            f"got {text!r}"
+        )
+        raise ConfigError(msg)
+    return universe
 
 
 def _build_synthetic(config: SyntheticConfig, settings: Settings) -> Source[Any]:
@@ -260,7 +280,7 @@ def _build_synthetic(config: SyntheticConfig, settings: Settings) -> Source[Any]
             "e.g. PAIRFLOW_SYMBOLS=BTCUSDT,ETHUSDT"
         )
         raise ConfigError(msg)
-    params = SyntheticParams(beta=config.beta, rate=config.rate)
+    params = SyntheticParams(beta=config.beta, rate=config.rate, universe=config.universe)
     return SyntheticSource(settings.symbols, config.seed, config.duration_s, params)
 
 
@@ -295,6 +315,7 @@ KINDS: dict[str, SourceKind] = {
                 "SYNTHETIC_BETA": "1.5",
                 "SYNTHETIC_DURATION_S": "0",
                 "SEED": "7",
+                "SYNTHETIC_UNIVERSE": "pair",
             },
             _parse_synthetic,
             _build_synthetic,

@@ -1,5 +1,8 @@
-"""Synthetic trades of a cointegrated pair with a known hedge ratio (for tests and demos).
+"""Synthetic trades with known cointegrated pairs (for tests and demos).
 
+Two universes (``SyntheticParams.universe``, ``PAIRFLOW_SYNTHETIC_UNIVERSE``):
+
+``pair`` (default) — one cointegrated pair with a known hedge ratio.
 Model (log prices, time in seconds):
 
 * ``x`` (the second symbol) is a random walk: ``dx = sigma_x * dW``.
@@ -7,6 +10,17 @@ Model (log prices, time in seconds):
 * ``y`` (the first symbol) is ``alpha + beta * x + u`` — cointegrated with ``x``
   with hedge ratio ``beta``.
 * Any further symbols are independent random walks.
+
+``clusters`` — N symbols in clusters of 2-4 (:func:`cluster_layout`) plus
+independent walks (about a quarter of the symbols, listed last). Cluster ``c`` has
+a common random-walk factor ``f_c`` (``df = sigma_factor * dW``); member ``j`` is
+``ln p_j = a_j + b_j * f_c + u_j`` with its own OU spread ``u_j`` (rate
+``theta_cluster``, stationary sd ``sigma_cluster_u / sqrt(2 theta)``) and loading
+``b_j`` in [0.6, 1.6]. So every two members of a cluster are cointegrated
+(``y_i - (b_i/b_j) y_j`` is stationary) and no other pair is:
+:func:`planted_pairs` returns them. Each component is advanced exactly (Gaussian
+increments over the elapsed time) only when one of its symbols trades, so a trade
+costs O(1) whatever N.
 
 Trades arrive as a Poisson process at ``rate`` per second per symbol; prices are
 rounded to 0.01, quantities are log-normal rounded to 1e-5 (never 0). The source
@@ -22,8 +36,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import combinations
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -47,6 +63,148 @@ class SyntheticParams:
     sigma_u: float = 1.5e-4
     sigma_other: float = 3e-4
     rate: float = 50.0
+    universe: str = "pair"
+    sigma_factor: float = 3e-4
+    theta_cluster: float = 1 / 3.0
+    sigma_cluster_u: float = 2e-4
+
+
+UNIVERSES: tuple[str, ...] = ("pair", "clusters")
+"""The synthetic universes (see the module docstring)."""
+
+CLUSTER_SIZES: tuple[int, ...] = (2, 3, 4)
+"""Cluster sizes of the ``clusters`` universe, used in turn."""
+
+
+def cluster_layout(n_symbols: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Which symbol indices form clusters, and which are independent walks.
+
+    About a quarter of the symbols (``n // 4``) are independent walks, listed last;
+    the others form consecutive clusters of sizes 2, 3, 4, 2, 3, 4... (a remainder
+    too small for a cluster is independent too). Depends only on ``n_symbols``.
+
+    Returns:
+        ``(clusters, independent)``: each cluster a tuple of symbol indices.
+    """
+    n_clustered = n_symbols - n_symbols // 4
+    clusters: list[tuple[int, ...]] = []
+    i = 0
+    k = 0
+    while True:
+        size = CLUSTER_SIZES[k % len(CLUSTER_SIZES)]
+        if i + size > n_clustered:
+            size = n_clustered - i
+            if size >= 2:
+                clusters.append(tuple(range(i, i + size)))
+                i += size
+            break
+        clusters.append(tuple(range(i, i + size)))
+        i += size
+        k += 1
+    return tuple(clusters), tuple(range(i, n_symbols))
+
+
+def planted_pairs(symbols: Sequence[str], universe: str = "clusters") -> frozenset[tuple[str, str]]:
+    """The truly cointegrated pairs ``(Y, X)`` of a universe (Y = the symbol listed first).
+
+    Same orientation as ``PAIRFLOW_PAIRS=all``. ``pair``: the first two symbols.
+
+    Raises:
+        ValueError: on an unknown universe.
+    """
+    if universe == "pair":
+        return frozenset({(symbols[0], symbols[1])})
+    if universe != "clusters":
+        msg = f"unknown synthetic universe {universe!r}; use one of {', '.join(UNIVERSES)}"
+        raise ValueError(msg)
+    clusters, _ = cluster_layout(len(symbols))
+    return frozenset(
+        (symbols[i], symbols[j]) for members in clusters for i, j in combinations(members, 2)
+    )
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """State of the ``clusters`` universe (part of the recovery snapshot).
+
+    Attributes:
+        factor: Log level of each cluster's common factor.
+        factor_t_ms: Simulated time each factor was last advanced to.
+        level: Per symbol: OU spread ``u_j`` (clustered) or log price (independent).
+        level_t_ms: Simulated time each symbol's level was last advanced to.
+    """
+
+    factor: tuple[float, ...]
+    factor_t_ms: tuple[float, ...]
+    level: tuple[float, ...]
+    level_t_ms: tuple[float, ...]
+
+
+class ClusterUniverse:
+    """Log prices of the ``clusters`` universe, advanced lazily and exactly.
+
+    Args:
+        n_symbols: Number of symbols.
+        params: Model parameters.
+        seed: Seed of the fixed structure (loadings, levels); the path uses the
+            partition's generator.
+        t_ms: Simulated start time.
+        resume: State to resume from.
+    """
+
+    def __init__(
+        self,
+        n_symbols: int,
+        params: SyntheticParams,
+        seed: int,
+        t_ms: float,
+        resume: ClusterState | None,
+    ) -> None:
+        self.p = params
+        clusters, _ = cluster_layout(n_symbols)
+        self.cluster_of: list[int | None] = [None] * n_symbols
+        for c, members in enumerate(clusters):
+            for i in members:
+                self.cluster_of[i] = c
+        fixed = random.Random(seed * 7919 + 17)
+        self.loading = [fixed.uniform(0.6, 1.6) for _ in range(n_symbols)]
+        self.intercept = [math.log(fixed.uniform(500.0, 5000.0)) for _ in range(n_symbols)]
+        if resume is None:
+            self.factor = [0.0] * len(clusters)
+            self.factor_t = [t_ms] * len(clusters)
+            self.level = [
+                0.0 if self.cluster_of[i] is not None else self.intercept[i]
+                for i in range(n_symbols)
+            ]
+            self.level_t = [t_ms] * n_symbols
+        else:
+            self.factor = list(resume.factor)
+            self.factor_t = list(resume.factor_t_ms)
+            self.level = list(resume.level)
+            self.level_t = list(resume.level_t_ms)
+
+    def log_price(self, i: int, t_ms: float, rng: random.Random) -> float:
+        """Advance symbol ``i``'s components to ``t_ms`` and return its log price."""
+        p = self.p
+        dt = max(0.0, (t_ms - self.level_t[i]) / 1000.0)
+        self.level_t[i] = t_ms
+        c = self.cluster_of[i]
+        if c is None:
+            self.level[i] += p.sigma_other * math.sqrt(dt) * rng.gauss(0.0, 1.0)
+            return self.level[i]
+        fdt = max(0.0, (t_ms - self.factor_t[c]) / 1000.0)
+        self.factor_t[c] = t_ms
+        self.factor[c] += p.sigma_factor * math.sqrt(fdt) * rng.gauss(0.0, 1.0)
+        decay = math.exp(-p.theta_cluster * dt)
+        sd = p.sigma_cluster_u * math.sqrt((1 - decay * decay) / (2 * p.theta_cluster))
+        self.level[i] = self.level[i] * decay + sd * rng.gauss(0.0, 1.0)
+        return self.intercept[i] + self.loading[i] * self.factor[c] + self.level[i]
+
+    def snapshot(self) -> ClusterState:
+        """The state to resume from."""
+        return ClusterState(
+            tuple(self.factor), tuple(self.factor_t), tuple(self.level), tuple(self.level_t)
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +219,7 @@ class SyntheticState:
     next_ids: tuple[int, ...]
     emitted: int
     t_frac: float = 0.0
+    clusters: ClusterState | None = None
 
 
 class SyntheticPartition(StatefulSourcePartition[Tick, SyntheticState]):
@@ -100,6 +259,18 @@ class SyntheticPartition(StatefulSourcePartition[Tick, SyntheticState]):
             self.emitted = resume.emitted
         self.t_frac = 0.0 if resume is None else resume.t_frac
         self.awake_ms: int | None = None
+        self.universe: ClusterUniverse | None = None
+        if params.universe == "clusters":
+            self.universe = ClusterUniverse(
+                len(symbols),
+                params,
+                seed,
+                self.t_ms + self.t_frac,
+                None if resume is None else resume.clusters,
+            )
+        elif params.universe != "pair":
+            msg = f"unknown synthetic universe {params.universe!r}; use one of {UNIVERSES}"
+            raise ValueError(msg)
 
     def _log_price(self, i: int) -> float:
         if i == 0:
@@ -126,9 +297,14 @@ class SyntheticPartition(StatefulSourcePartition[Tick, SyntheticState]):
         whole = int(self.t_frac)
         self.t_frac -= whole
         self.t_ms += whole
-        self._step(dt_s)
-        i = rng.randrange(len(self.symbols))
-        price = round(math.exp(self._log_price(i)), 2)
+        if self.universe is None:
+            self._step(dt_s)
+            i = rng.randrange(len(self.symbols))
+            log_price = self._log_price(i)
+        else:
+            i = rng.randrange(len(self.symbols))
+            log_price = self.universe.log_price(i, self.t_ms + self.t_frac, rng)
+        price = round(math.exp(log_price), 2)
         qty = max(round(math.exp(rng.gauss(-4.0, 1.2)), 5), 1e-5)
         tid = self.next_ids[i]
         self.next_ids[i] += 1
@@ -174,14 +350,16 @@ class SyntheticPartition(StatefulSourcePartition[Tick, SyntheticState]):
             tuple(self.next_ids),
             self.emitted,
             self.t_frac,
+            None if self.universe is None else self.universe.snapshot(),
         )
 
 
 class SyntheticSource(FixedPartitionedSource[Tick, SyntheticState]):
-    """Seeded cointegrated-pair trade generator (see module docstring).
+    """Seeded trade generator with known cointegrated pairs (see module docstring).
 
     Args:
-        symbols: First is ``Y``, second ``X``; more are independent walks.
+        symbols: ``pair`` universe: first is ``Y``, second ``X``; more are independent
+            walks. ``clusters``: see :func:`cluster_layout`.
         seed: Random seed.
         duration_s: Simulated seconds to generate as fast as possible (0 = real time).
         params: Model parameters.
