@@ -72,6 +72,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "EPOCH_MS": "200",
     "STATS_EVERY_S": "5",
     "STRATEGIES": "",
+    "KALMAN_DELTA": "0.01",
 }
 """Defaults of the settings every run has, by name without the ``PAIRFLOW_`` prefix."""
 
@@ -104,6 +105,8 @@ class Settings:
         scan_every: Scan every k-th grid time per timeframe (``ts_ms // tf_ms % k == 0``).
         strategies: Paper strategies (``PAIRFLOW_STRATEGIES``; empty = the one
             ``default`` strategy on ``entry_z``/``exit_z``), run on every (pair, tf).
+        kalman_delta: ``PAIRFLOW_KALMAN_DELTA``, the Kalman hedge model's state noise
+            ``Vw = delta * C`` (a number >= 0; DESIGN "Hedge models").
     """
 
     source: SourceConfig = field(default_factory=BinanceConfig)
@@ -130,6 +133,7 @@ class Settings:
             exit_z=float(COMMON_DEFAULTS["EXIT_Z"]),
         )
     )
+    kalman_delta: float = float(COMMON_DEFAULTS["KALMAN_DELTA"])
 
     @property
     def source_kind(self) -> str:
@@ -358,6 +362,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stats_every_s=parse_number("STATS_EVERY_S", raw["STATS_EVERY_S"], minimum=0.1),
         scan_every=parse_scan_every(raw["SCAN_EVERY"]),
         strategies=strategies,
+        kalman_delta=parse_number("KALMAN_DELTA", raw["KALMAN_DELTA"], minimum=0.0),
     )
 
 

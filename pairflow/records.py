@@ -163,6 +163,10 @@ class AnalyticsRow:
     y_filled: bool
     x_filled: bool
     spread_std: float | None = None
+    kalman_alpha: float | None = None
+    kalman_beta: float | None = None
+    kalman_spread: float | None = None
+    kalman_zscore: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
