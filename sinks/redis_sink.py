@@ -21,7 +21,6 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pairflow.config import redact_url
@@ -79,6 +78,8 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
         self.backlog_max = backlog_max
         self.backoff_cap_ms = int(backoff_cap_s * 1000)
         self.clock_ms = clock_ms
+        import redis  # here, not at module import: it costs ~1 s of start-up
+
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=0.5, socket_timeout=5.0, health_check_interval=0
         )
@@ -107,6 +108,8 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
         self._drain()
 
     def _drain(self) -> None:
+        import redis
+
         by_symbol: dict[str, list[Tick]] = {}
         for tick in self.backlog:
             by_symbol.setdefault(tick.symbol, []).append(tick)

@@ -47,6 +47,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.testing import run_main
 
 import dataflow
+from operators import ingest as ingest_stage
 from pairflow import shutdown
 from pairflow.config import load_settings
 from pairflow.testing import ROOT
@@ -229,12 +230,13 @@ def probed_stateful_steps(every_s: float = 1.0) -> Iterator[dict[tuple[str, int]
         op.stateful_batch = original  # type: ignore[assignment]
 
 
-class _CountingIngest(dataflow.Ingest):
+class _CountingIngest(ingest_stage.Ingest):
     """The ingest stage, remembered so the soak can read its tick counter."""
 
-    instances: ClassVar[list[dataflow.Ingest]] = []
+    instances: ClassVar[list[ingest_stage.Ingest]] = []
 
-    def __post_init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         _CountingIngest.instances.append(self)
 
 
@@ -256,14 +258,14 @@ def run_in_process_soak(
     """
     db = tmp / "soak-inproc.db"
     settings = load_settings(settings_env(**soak_settings(db, prefix, windows, maxlen)))
-    original_ingest = dataflow.Ingest
+    original_ingest = ingest_stage.Ingest
     _CountingIngest.instances = []
-    dataflow.Ingest = _CountingIngest  # type: ignore[misc]
+    ingest_stage.Ingest = _CountingIngest  # type: ignore[misc]
     try:
         with probed_stateful_steps() as sizes:
             flow = dataflow.build(settings)
     finally:
-        dataflow.Ingest = original_ingest  # type: ignore[misc]
+        ingest_stage.Ingest = original_ingest  # type: ignore[misc]
     errors: list[BaseException] = []
 
     def run() -> None:
