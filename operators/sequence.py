@@ -9,6 +9,7 @@ reach this step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bytewax.operators import StatefulBatchLogic
@@ -29,11 +30,22 @@ class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", Sequen
 
     Input values are lists of ticks (one source batch of one symbol); output values
     are lists of accepted ticks and single :class:`Reject` records.
+
+    Args:
+        source: Source name for the rejects.
+        state: Resume state, or ``None`` for a new symbol.
+        clock_ms: Wall clock stamped on rejects (injectable for tests).
     """
 
-    def __init__(self, source: str, state: SequenceState | None) -> None:
+    def __init__(
+        self,
+        source: str,
+        state: SequenceState | None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
         self.source = source
         self.state = state if state is not None else SequenceState()
+        self.clock_ms = clock_ms
 
     def on_batch(
         self, values: list[list[Tick] | SourceClock]
@@ -56,7 +68,7 @@ class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", Sequen
                     last = tid
                 else:
                     reason = "duplicate_trade_id" if tid == last else "backwards_trade_id"
-                    out.append(Reject(now_ms(), self.source, reason, tick_raw(tick)))
+                    out.append(Reject(self.clock_ms(), self.source, reason, tick_raw(tick)))
             if good:
                 out.append(good)
         self.state.last_trade_id = last
