@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Signal, Stat
+from pairflow.records import AnalyticsRow, Bar, Gap, Reject, ScanRow, Signal, Stat
 from pairflow.summary import COUNTS
 from pairflow.timeutil import now_ms
 from sinks.schema import TABLE_COLUMNS, UPSERT_TABLES, create_all
@@ -40,6 +40,7 @@ _TIME_COLUMNS = {
     "rejects": "received_at",
     "pipeline_stats": "ts",
     "gaps": "detected_at",
+    "scan": "ts",
 }
 
 
@@ -73,6 +74,12 @@ def _row(item: object) -> tuple[str, tuple[Any, ...], tuple[Any, ...] | None]:
             item.status, item.filled,
         )  # fmt: skip
         return "gaps", row, row[:2]
+    if isinstance(item, ScanRow):
+        row = (
+            item.tf, item.ts_ms, item.pair, item.eg_pvalue, item.eg_qvalue, item.adf_pvalue,
+            item.half_life, item.beta, item.corr, item.zscore, item.rank,
+        )  # fmt: skip
+        return "scan", row, row[:3]
     msg = f"DuckDB sink got an unsupported record: {type(item).__name__}"
     raise TypeError(msg)
 

@@ -54,6 +54,21 @@ DDL: tuple[str, ...] = (
         zscore DOUBLE NOT NULL,
         PRIMARY KEY (pair, tf, ts, kind)
     )""",
+    # minimal scan mapping (pair scanner) until the table-spec rewrite lands
+    """CREATE TABLE IF NOT EXISTS scan (
+        tf VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        pair VARCHAR NOT NULL,
+        eg_pvalue DOUBLE,
+        eg_qvalue DOUBLE,
+        adf_pvalue DOUBLE,
+        half_life DOUBLE,
+        beta DOUBLE,
+        corr DOUBLE,
+        zscore DOUBLE,
+        rank INTEGER NOT NULL,
+        PRIMARY KEY (tf, ts, pair)
+    )""",
     """CREATE TABLE IF NOT EXISTS rejects (
         received_at TIMESTAMPTZ NOT NULL,
         source VARCHAR NOT NULL,
@@ -97,6 +112,11 @@ GAP_COLUMNS: tuple[str, ...] = (
     "symbol", "from_trade_id", "to_trade_id", "detected_at", "status", "filled",
 )  # fmt: skip
 
+SCAN_COLUMNS: tuple[str, ...] = (
+    "tf", "ts", "pair", "eg_pvalue", "eg_qvalue", "adf_pvalue", "half_life", "beta",
+    "corr", "zscore", "rank",
+)  # fmt: skip
+
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "bars": BAR_COLUMNS,
     "analytics": ANALYTICS_COLUMNS,
@@ -104,11 +124,12 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "rejects": REJECT_COLUMNS,
     "pipeline_stats": STAT_COLUMNS,
     "gaps": GAP_COLUMNS,
+    "scan": SCAN_COLUMNS,
 }
 """Column order of every table, as created by :data:`DDL`."""
 
 UPSERT_TABLES: frozenset[str] = frozenset(
-    {"bars", "analytics", "signals", "pipeline_stats", "gaps"}
+    {"bars", "analytics", "signals", "pipeline_stats", "gaps", "scan"}
 )
 """Tables written with ``INSERT OR REPLACE`` (keyed); ``rejects`` is append-only."""
 
