@@ -26,20 +26,15 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import Source
-
-from operators.bars import BarLogic, BarState
-from operators.ingest import Chunk, Ingest, is_chunk
-from operators.sequence import SequenceLogic, SequenceState
+# Only light imports at module level: ``python dataflow.py`` installs its signal
+# handlers before the heavy ones (bytewax, DuckDB, Redis, numpy) load in build().
 from pairflow.config import ConfigError, Settings, load_settings, redact_url
-from pairflow.records import Bar, Reject, Watermark
-from sinks.duckdb_sink import DuckDBSink
-from sinks.redis_sink import RedisTeeSink
-from sources.registry import make_source
+
+if TYPE_CHECKING:
+    from bytewax.dataflow import Dataflow
+    from bytewax.inputs import Source
 
 log = logging.getLogger("pairflow")
 
@@ -59,14 +54,24 @@ def build(
         with_redis: Tee ticks into Redis when ``settings.redis_url`` is set.
         with_analytics: Compute pair analytics for ``settings.windows``.
     """
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow, Stream
+
+    from operators import ingest as ingest_stage
+    from operators.bars import BarLogic, BarState
+    from operators.sequence import SequenceLogic, SequenceState
+    from pairflow.records import Bar, Reject, Watermark
+    from sinks.duckdb_sink import DuckDBSink
+    from sources.registry import make_source
+
     flow = Dataflow("pairflow")
     inp = op.input("input", flow, source if source is not None else make_source(settings))
-    ingest = Ingest(
+    ingest = ingest_stage.Ingest(
         frozenset(settings.symbols), settings.source_name, int(settings.stats_every_s * 1000)
     )
     grouped = op.flat_map_batch("ingest", inp, ingest)
-    split = op.branch("split_ingested", grouped, is_chunk)
-    chunks: Stream[Chunk] = split.trues
+    split = op.branch("split_ingested", grouped, ingest_stage.is_chunk)
+    chunks: Stream[ingest_stage.Chunk] = split.trues
     rec_split = op.branch("source_bars", split.falses, lambda x: isinstance(x, Bar))
     source_bars: Stream[Bar] = rec_split.trues  # klines (warm start, kline files)
     records = rec_split.falses  # Reject | Stat | Gap
@@ -80,6 +85,8 @@ def build(
     seq_rejects = op.map("sequence_rejects", seq_split.falses, lambda kv: kv[1])
 
     if with_redis and settings.redis_url:
+        from sinks.redis_sink import RedisTeeSink
+
         ticks_only = op.filter("ticks_only", sequenced, lambda kv: isinstance(kv[1], list))
         op.output(
             "redis_tee",
@@ -120,6 +127,10 @@ def build(
             pvalue_every=settings.pvalue_every,
         )
         to_db += [analytics.rows, analytics.signals, analytics.stats]
+        if len(settings.pairs) > 1:  # the pair scanner (DESIGN "Pair scanner")
+            from operators.scan import pair_scan
+
+            to_db.append(pair_scan("scan", analytics.rows, settings.scan_every))
         if len(settings.pairs) > 1:  # the pair scanner (DESIGN "Pair scanner")
             from operators.scan import pair_scan
 
