@@ -131,10 +131,6 @@ def build(
             from operators.scan import pair_scan
 
             to_db.append(pair_scan("scan", analytics.rows, settings.scan_every))
-        if len(settings.pairs) > 1:  # the pair scanner (DESIGN "Pair scanner")
-            from operators.scan import pair_scan
-
-            to_db.append(pair_scan("scan", analytics.rows, settings.scan_every))
     merged = op.merge("to_db", *to_db)
     op.output(
         "duckdb",
