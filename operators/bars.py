@@ -169,7 +169,11 @@ class BarState:
 BarOut = Bar | Watermark | Reject | Stat
 
 
-class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
+BarIn = list[Tick] | SourceClock
+"""A chunk of one symbol's ticks, or the source's clock."""
+
+
+class BarLogic(StatefulBatchLogic[BarIn, BarOut, BarState]):
     """Bar builder for one symbol (input: lists of ticks; output: bars and friends).
 
     Args:
@@ -255,7 +259,7 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         amended[(tf, o)] = acc
 
     # -- bytewax callbacks ----------------------------------------------------------
-    def on_batch(self, values: list[list[Tick] | SourceClock]) -> tuple[list[BarOut], bool]:
+    def on_batch(self, values: list[BarIn]) -> tuple[list[BarOut], bool]:
         """Fold ticks into bars, closing intervals that a newer tick proves finished.
 
         A :class:`SourceClock` value (a paced source's clock) moves the close frontier
@@ -268,7 +272,7 @@ class BarLogic(StatefulBatchLogic[list[Tick], BarOut, BarState]):
         open_acc = st.open_acc
         last_event = st.last_event_ms
         for chunk in values:
-            if type(chunk) is SourceClock:
+            if isinstance(chunk, SourceClock):
                 st.source_clock_ms = max(st.source_clock_ms, chunk.now_ms)
                 continue
             if not st.symbol and chunk:

@@ -25,7 +25,11 @@ class SequenceState:
     last_trade_id: int = -1
 
 
-class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", SequenceState]):
+SeqIn = list[Tick] | SourceClock
+SeqOut = list[Tick] | Reject | SourceClock
+
+
+class SequenceLogic(StatefulBatchLogic[SeqIn, SeqOut, SequenceState]):
     """Stateful logic for one symbol: passes ticks with increasing ids, rejects the rest.
 
     Input values are lists of ticks (one source batch of one symbol); output values
@@ -47,17 +51,15 @@ class SequenceLogic(StatefulBatchLogic[list[Tick], "list[Tick] | Reject", Sequen
         self.state = state if state is not None else SequenceState()
         self.clock_ms = clock_ms
 
-    def on_batch(
-        self, values: list[list[Tick] | SourceClock]
-    ) -> tuple[list[list[Tick] | Reject | SourceClock], bool]:
+    def on_batch(self, values: list[SeqIn]) -> tuple[list[SeqOut], bool]:
         """Filter each chunk; emits at most one accepted chunk per input chunk.
 
         A :class:`SourceClock` passes through in order (for the bar step).
         """
-        out: list[list[Tick] | Reject | SourceClock] = []
+        out: list[SeqOut] = []
         last = self.state.last_trade_id
         for chunk in values:
-            if type(chunk) is SourceClock:
+            if isinstance(chunk, SourceClock):
                 out.append(chunk)
                 continue
             good: list[Tick] = []

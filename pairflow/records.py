@@ -46,7 +46,7 @@ class Tick(NamedTuple):
     buyer_is_maker: bool
     p: str
     q: str
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # shadows tuple.count, never called on ticks
 
     @property
     def first_trade_id(self) -> int:

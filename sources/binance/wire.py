@@ -66,7 +66,7 @@ def _number(text: str, name: str) -> float | str:
     return value
 
 
-def parse_frame(raw: str | bytes, symbols: frozenset[str]) -> Tick | str:
+def parse_frame(raw: str | bytes | bytearray, symbols: frozenset[str]) -> Tick | str:
     """Parse one combined-stream ``trade`` frame.
 
     A fast path handles well-formed trades with one pass of checks; anything it does
@@ -134,7 +134,7 @@ class _StreamNames(dict):  # type: ignore[type-arg]
 _STREAM_OF = _StreamNames()
 
 
-def reject_reason(raw: str | bytes, symbols: frozenset[str]) -> str:  # noqa: C901
+def reject_reason(raw: str | bytes | bytearray, symbols: frozenset[str]) -> str:  # noqa: C901
     """Why a frame is not a usable trade (the first problem found, in a fixed order).
 
     Returns ``"ok"`` for a frame that is in fact valid (the fast path never calls it
@@ -189,9 +189,9 @@ def reject_reason(raw: str | bytes, symbols: frozenset[str]) -> str:  # noqa: C9
     return "ok"
 
 
-def raw_text(raw: str | bytes) -> str:
+def raw_text(raw: str | bytes | bytearray) -> str:
     """The raw input as text for ``rejects.raw``: decoded leniently and truncated."""
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, (bytes, bytearray)) else raw
     return text[:RAW_KEEP_CHARS]
 
 
