@@ -4,7 +4,7 @@ Pure stream logic (no I/O). :func:`pair_analytics` wires it into a dataflow:
 
 ```
 Bar | Watermark ──flat_map: re-key to every (pair, tf) holding the symbol──►
-    stateful_batch(PairAnalyticsLogic) ──► AnalyticsRow | Signal | Stat ──► split
+    stateful_batch(PairAnalyticsLogic) ──► AnalyticsRow | Signal | RetractFrom | Stat ──► split
 ```
 
 Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
@@ -40,16 +40,30 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
   [1, spread_{t-1}] (O(W) vectorised), ``None`` if lambda >= 0 or 1 + lambda <= 0.
 * **Undefined values** (a constant leg, zero spread variance...) are ``None``,
   never NaN or inf.
-* **Signals.** A position state per key: flat → ``short_spread`` when z > entry,
-  ``long_spread`` when z < -entry; an open short exits (``exit``) when z falls
-  below +exit, an open long when z rises above -exit; a jump straight across to
-  the other entry level flips the position (a single ``long_spread`` /
-  ``short_spread``). A ``None`` z-score changes nothing.
-* **Late bars.** A bar for an interval already placed on the grid (a late
-  amendment) is ignored and counted (``late_bars``; a :class:`~pairflow.records.Stat`
-  ``late_bars_total`` is emitted when it changes). A bar with a non-positive or
-  non-finite close, or an open time not aligned to the timeframe, is ignored and
-  counted as ``bad_bars``.
+* **Hedge models.** Each :class:`~pairflow.stats.hedge.HedgeModel` (the Kalman filter
+  of DESIGN "Hedge models" by default, ``PAIRFLOW_KALMAN_DELTA``) starts at the first
+  row (grid index ``W - 1``) from that window and steps once per later grid point;
+  its outputs fill ``{name}_alpha, _beta, _spread, _zscore``. If the first window
+  cannot start it (a constant leg), it tries again at the next row.
+* **Signals.** :mod:`operators.signals` (pure), one position per key, on ``zscore``.
+* **Amendments** (DESIGN "Amendments: outputs follow the final bars"). The key keeps
+  its last ``W + horizon + 1`` grid points (horizon = the bar amendment limit, 5 min,
+  in grid points of the tf, at least 1) with what a restart needs: each leg's own bar
+  close (``None`` = forward-filled), the rolling sums after the point
+  (:func:`pairflow.stats.rolling.scalars`), the hedge-model states and the signal
+  position. A bar for an interval already on the grid whose close differs from the
+  kept one restarts the key at that point: the rolling state is restored exactly
+  from the kept window, and the forward fill, every row from there on (every row
+  whose window holds it, and the Kalman filter) are recomputed and re-emitted
+  (upserts); the signals are re-run, and if they differ from what was emitted, a
+  :class:`~pairflow.records.RetractFrom` for the key's signals from the first
+  differing point precedes the re-emitted ones (same stream, in order). The result
+  is bit-identical to an in-order run over the final bars. Bars older than the kept
+  history are ignored and counted (``late_bars``; Stat ``late_bars_total``), as are
+  bars with a non-positive or non-finite close or a misaligned open time
+  (``bad_bars``). Stats ``amended_points_total`` and ``recomputed_rows_total``
+  report the amendments. A late bar before the grid start that moves ``t0`` earlier
+  rebuilds the whole grid if every point is still kept (else it is counted late).
 * **EOF.** ``on_eof`` flushes every interval up to the last one in which either
   leg traded (forward-filling the other leg).
 """
@@ -58,23 +72,42 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeGuard, cast
+from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
 import numpy as np
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
+from operators.signals import EXIT, LONG_SPREAD, SHORT_SPREAD, SignalRule, retract_from
+from pairflow.records import AnalyticsRow, Bar, RetractFrom, Signal, Stat, Watermark
 from pairflow.stats.cointegration import spread_tests
-from pairflow.stats.rolling import RollingPair
+from pairflow.stats.hedge import NO_OUT, HedgeModel, KalmanHedge
+from pairflow.stats.rolling import RollingPair, RollingScalars, restore, scalars
 from pairflow.timeutil import TF_MS, now_ms
 
-SHORT_SPREAD = "short_spread"
-LONG_SPREAD = "long_spread"
-EXIT = "exit"
+__all__ = [
+    "EXIT",
+    "LONG_SPREAD",
+    "SHORT_SPREAD",
+    "AMEND_HORIZON_MS",
+    "GridPoint",
+    "PairAnalyticsLogic",
+    "PairState",
+    "advance",
+    "ingest",
+    "new_state",
+    "pair_analytics",
+    "pair_analytics_op",
+    "pair_key",
+    "route",
+]
+
+AMEND_HORIZON_MS = 300_000
+"""How far back an amended bar may still arrive (``operators.bars.AMEND_HORIZON_MS``)."""
 
 _SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwise sum)
 
@@ -120,6 +153,8 @@ class LegState:
         first_open_ms: Open time of its first bar seen.
         last_open_ms: Open time of its latest bar seen.
         close: The close carried forward (last placed, or the pre-grid bar).
+        carried_ms: Open time of the pre-grid bar carried into ``t0`` (``None``: none).
+        carried_close: Its close.
     """
 
     symbol: str
@@ -128,17 +163,45 @@ class LegState:
     first_open_ms: int | None = None
     last_open_ms: int | None = None
     close: float | None = None
+    carried_ms: int | None = None
+    carried_close: float | None = None
 
-    def take(self, t: int) -> tuple[float, bool]:
-        """Close of the leg at grid interval ``t`` and whether it was forward-filled."""
-        close = self.pending.pop(t, None)
-        if close is None:
-            if self.close is None:  # pragma: no cover - t0 guarantees a close
-                msg = f"{self.symbol}: no close at or before {t}"
-                raise RuntimeError(msg)
-            return self.close, True
-        self.close = close
-        return close, False
+    def take(self, t: int) -> float | None:
+        """The leg's own bar close at grid interval ``t`` (``None``: forward-fill)."""
+        return self.pending.pop(t, None)
+
+
+@dataclass(slots=True)
+class GridPoint:
+    """One placed grid point and what a restart from it needs (kept per key).
+
+    Attributes:
+        t: Interval open time (ms).
+        y_bar: Leg Y's own bar close there (``None``: no bar, forward-filled).
+        x_bar: The same for leg X.
+        y_close: Close used (``y_bar`` or carried forward).
+        x_close: The same for X.
+        ly: ``ln(y_close)``.
+        lx: ``ln(x_close)``.
+        levels: Rolling level sums after this point.
+        rets: Rolling return sums after this point.
+        hedge: Hedge-model states after this point.
+        position: Signal position after this point.
+        signal: Signal kind fired at this point, if any.
+    """
+
+    t: int
+    y_bar: float | None
+    x_bar: float | None
+    y_close: float = 0.0
+    x_close: float = 0.0
+    ly: float = 0.0
+    lx: float = 0.0
+    levels: RollingScalars | None = None
+    rets: RollingScalars | None = None
+    hedge: tuple[Any, ...] = ()
+    position: int = 0
+    signal: str | None = None
 
 
 @dataclass
@@ -150,45 +213,72 @@ class PairState:
         tf: Timeframe name.
         tf_ms: Timeframe length (ms).
         window: Window length ``W`` in grid points.
-        entry_z: Entry threshold.
-        exit_z: Exit threshold.
         pvalue_every: p-values every this many grid points.
+        rule: The signal state machine's thresholds.
+        models: Extra hedge models (their columns in the row).
+        horizon: Amendment horizon in grid points.
         y: Leg Y.
         x: Leg X.
-        next_ms: Next grid interval to place (``None`` until both legs traded).
-        grid_points: Grid points placed so far.
         levels: Rolling (y, x) log prices, ``W`` long.
         rets: Rolling log returns, ``W - 1`` long.
+        history: The last ``W + horizon + 1`` grid points.
+        next_ms: Next grid interval to place (``None`` until both legs traded).
+        t0_ms: First grid interval.
+        grid_points: Grid points placed so far.
         prev_log: Last (y, x) log prices placed.
         position: +1 long spread, -1 short spread, 0 flat.
-        late_bars: Bars ignored because their interval was already placed.
+        hedge_states: Current state per model (``None``: not started).
+        amend: Amended bars waiting for :func:`advance`, by ``(leg 0|1, open ms)``.
+        late_bars: Bars ignored because their interval is older than the history.
         bad_bars: Bars ignored because their close was not a positive finite number.
-        reported_late: ``late_bars`` value last reported as a Stat.
+        amended_points: Grid points whose bar changed after they were placed.
+        recomputed_rows: Rows re-emitted because of amendments.
+        reported: Counter values last reported as Stats.
     """
 
     key: str
     tf: str
     tf_ms: int
     window: int
-    entry_z: float
-    exit_z: float
     pvalue_every: int
+    rule: SignalRule
+    models: tuple[HedgeModel, ...]
+    horizon: int
     y: LegState
     x: LegState
     levels: RollingPair
     rets: RollingPair
+    history: deque[GridPoint]
     next_ms: int | None = None
+    t0_ms: int | None = None
     grid_points: int = 0
     prev_log: tuple[float, float] | None = None
     position: int = 0
+    hedge_states: tuple[Any, ...] = ()
+    amend: dict[tuple[int, int], float] = field(default_factory=dict)
     late_bars: int = 0
     bad_bars: int = 0
-    reported_late: int = 0
+    amended_points: int = 0
+    recomputed_rows: int = 0
+    reported: dict[str, int] = field(default_factory=dict)
 
     @property
     def pair(self) -> str:
         """``"Y/X"``."""
         return f"{self.y.symbol}/{self.x.symbol}"
+
+    @property
+    def entry_z(self) -> float:
+        """Entry threshold of the signals."""
+        return self.rule.entry_z
+
+    @property
+    def exit_z(self) -> float:
+        """Exit threshold of the signals."""
+        return self.rule.exit_z
+
+
+_ROW_FIELDS = frozenset(AnalyticsRow.__dataclass_fields__)
 
 
 def new_state(
@@ -197,12 +287,24 @@ def new_state(
     entry_z: float = 2.0,
     exit_z: float = 0.5,
     pvalue_every: int = 1,
+    kalman_delta: float | None = 0.01,
+    horizon_ms: int = AMEND_HORIZON_MS,
 ) -> PairState:
     """Fresh state for ``key`` (``"Y/X|tf"``).
 
+    Args:
+        key: ``"Y/X|tf"``.
+        window: ``W``.
+        entry_z: Signal entry threshold.
+        exit_z: Signal exit threshold.
+        pvalue_every: p-values every this many grid points.
+        kalman_delta: The Kalman model's ``delta``; ``None`` = no Kalman columns.
+        horizon_ms: How far back amendments are followed (``horizon_ms // tf_ms``
+            grid points, at least 1).
+
     Raises:
-        ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1`` or
-            ``exit_z > entry_z``.
+        ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1``,
+            ``exit_z > entry_z`` or a negative ``kalman_delta``.
     """
     y, x, tf = parse_pair_key(key)
     if tf not in TF_MS:
@@ -214,40 +316,54 @@ def new_state(
     if pvalue_every < 1:
         msg = f"pvalue_every must be >= 1, got {pvalue_every}"
         raise ValueError(msg)
-    if exit_z > entry_z:
-        msg = f"exit_z ({exit_z}) must not exceed entry_z ({entry_z})"
-        raise ValueError(msg)
+    rule = SignalRule(float(entry_z), float(exit_z))
+    models: tuple[HedgeModel, ...] = ()
+    if kalman_delta is not None:
+        if not (math.isfinite(kalman_delta) and kalman_delta >= 0.0):
+            msg = f"kalman_delta must be a finite number >= 0, got {kalman_delta}"
+            raise ValueError(msg)
+        models = (KalmanHedge(float(kalman_delta)),)
+    for m in models:
+        missing = {f"{m.name}_{c}" for c in ("alpha", "beta", "spread", "zscore")} - _ROW_FIELDS
+        if missing:  # pragma: no cover - a model without its AnalyticsRow columns
+            msg = f"hedge model {m.name!r}: AnalyticsRow has no {sorted(missing)}"
+            raise ValueError(msg)
+    tf_ms = TF_MS[tf]
+    horizon = max(1, horizon_ms // tf_ms)
     return PairState(
         key=key,
         tf=tf,
-        tf_ms=TF_MS[tf],
+        tf_ms=tf_ms,
         window=window,
-        entry_z=float(entry_z),
-        exit_z=float(exit_z),
         pvalue_every=pvalue_every,
+        rule=rule,
+        models=models,
+        horizon=horizon,
         y=LegState(y),
         x=LegState(x),
         levels=RollingPair.create(window),
         rets=RollingPair.create(window - 1),
+        history=deque(maxlen=window + horizon + 1),
+        hedge_states=(None,) * len(models),
     )
 
 
-Output = AnalyticsRow | Signal | Stat
+Output = AnalyticsRow | Signal | RetractFrom | Stat
 
 
 def ingest(state: PairState, item: Bar | Watermark) -> None:
     """Record one bar or watermark of either leg (no grid work; see :func:`advance`).
 
     Bars of another symbol or timeframe are ignored. A bar for an interval already
-    on the grid is counted in ``late_bars`` and dropped; a second bar for a pending
-    interval replaces the first (an amendment that arrived in time).
+    on the grid (or before it) is kept as an amendment for :func:`advance`; a second
+    bar for a pending interval replaces the first (an amendment that arrived in time).
     """
     if item.tf != state.tf:
         return
     if item.symbol == state.y.symbol:
-        leg = state.y
+        leg, li = state.y, 0
     elif item.symbol == state.x.symbol:
-        leg = state.x
+        leg, li = state.x, 1
     else:
         return
     if isinstance(item, Watermark):
@@ -263,7 +379,7 @@ def ingest(state: PairState, item: Bar | Watermark) -> None:
         state.bad_bars += 1
         return
     if state.next_ms is not None and t < state.next_ms:
-        state.late_bars += 1
+        state.amend[(li, t)] = float(close)
         return
     leg.pending[t] = float(close)
     if leg.first_open_ms is None or t < leg.first_open_ms:
@@ -318,13 +434,14 @@ def _start_grid(state: PairState) -> bool:
     t0 = max(state.y.first_open_ms, state.x.first_open_ms)
     for leg in (state.y, state.x):
         for t in sorted(t for t in leg.pending if t < t0):
-            leg.close = leg.pending.pop(t)
-    state.next_ms = t0
+            leg.close = leg.carried_close = leg.pending.pop(t)
+            leg.carried_ms = t
+    state.next_ms = state.t0_ms = t0
     return True
 
 
 def advance(state: PairState, *, eof: bool = False) -> list[Output]:
-    """Place every interval both legs have passed; return the rows and signals made.
+    """Apply amendments, place every interval both legs have passed; return the outputs.
 
     Args:
         state: The key's state (mutated).
@@ -332,60 +449,259 @@ def advance(state: PairState, *, eof: bool = False) -> list[Output]:
             either leg traded.
     """
     out: list[Output] = []
-    if not _start_grid(state):
-        return out
-    assert state.next_ms is not None
-    ready = min(state.y.through_ms or 0, state.x.through_ms or 0)
-    stop = ready - state.tf_ms  # last placeable interval
-    if eof:
-        last = max(state.y.last_open_ms or 0, state.x.last_open_ms or 0)
-        stop = max(stop, last)
-    while state.next_ms <= stop:
-        t = state.next_ms
-        y_close, y_filled = state.y.take(t)
-        x_close, x_filled = state.x.take(t)
-        state.next_ms = t + state.tf_ms
-        row = place(state, t, y_close, x_close, y_filled, x_filled)
-        if row is not None:
-            out.append(row)
-            out.extend(signals_for(state, row))
-    if state.late_bars != state.reported_late:
-        state.reported_late = state.late_bars
-        out.append(Stat(now_ms(), f"analytics:{state.key}", "late_bars_total", state.late_bars))
+    if state.amend:
+        out.extend(_apply_amendments(state))
+    if _start_grid(state):
+        assert state.next_ms is not None
+        ready = min(state.y.through_ms or 0, state.x.through_ms or 0)
+        stop = ready - state.tf_ms  # last placeable interval
+        if eof:
+            last = max(state.y.last_open_ms or 0, state.x.last_open_ms or 0)
+            stop = max(stop, last)
+        while state.next_ms <= stop:
+            t = state.next_ms
+            state.next_ms = t + state.tf_ms
+            p = GridPoint(t, state.y.take(t), state.x.take(t))
+            _fill(state, p)
+            state.history.append(p)
+            row = _compute(state, p)
+            if row is not None:
+                out.append(row)
+                if p.signal is not None:
+                    out.append(state.rule.signal(row, p.signal))
+    _report(state, out)
     return out
 
 
-def place(
-    state: PairState,
-    t: int,
-    y_close: float,
-    x_close: float,
-    y_filled: bool,
-    x_filled: bool,
-) -> AnalyticsRow | None:
-    """Add grid point ``t`` to the rolling windows; the row once ``W`` points exist."""
-    ly = math.log(y_close)
-    lx = math.log(x_close)
+def _fill(state: PairState, p: GridPoint) -> None:
+    """Close of each leg at ``p`` (own bar or carried forward); updates the legs' carry."""
+    y_close = p.y_bar if p.y_bar is not None else state.y.close
+    x_close = p.x_bar if p.x_bar is not None else state.x.close
+    if y_close is None or x_close is None:  # pragma: no cover - t0 guarantees a close
+        msg = f"{state.key}: no close at or before {p.t}"
+        raise RuntimeError(msg)
+    state.y.close = p.y_close = y_close
+    state.x.close = p.x_close = x_close
+    p.ly = math.log(y_close)
+    p.lx = math.log(x_close)
+
+
+def _compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
+    """Add grid point ``p`` to the rolling windows and models; the row once ``W`` points exist.
+
+    Also runs the signal machine and saves in ``p`` what a restart after it needs.
+    """
+    ly, lx = p.ly, p.lx
     state.levels.push(ly, lx)
     if state.prev_log is not None:
         state.rets.push(ly - state.prev_log[0], lx - state.prev_log[1])
     state.prev_log = (ly, lx)
     state.grid_points += 1
-    if state.grid_points < state.window:
-        return None
-    with_p = (state.grid_points - state.window) % state.pvalue_every == 0
-    stats = window_stats(state.levels, state.rets, with_pvalues=with_p)
-    return AnalyticsRow(
-        pair=state.pair,
-        tf=state.tf,
-        ts_ms=t,
-        window=state.window,
-        y_close=float(y_close),
-        x_close=float(x_close),
-        y_filled=y_filled,
-        x_filled=x_filled,
-        **stats,
-    )
+    row = None
+    kind = None
+    if state.grid_points >= state.window:
+        with_p = (state.grid_points - state.window) % state.pvalue_every == 0
+        stats = window_stats(state.levels, state.rets, with_pvalues=with_p)
+        for i, model in enumerate(state.models):
+            hs = state.hedge_states[i]
+            if hs is None:
+                wy, wx = state.levels.window()
+                hs, ho = model.init(wy, wx)
+            else:
+                hs, ho = model.update(hs, ly, lx)
+            if hs is not state.hedge_states[i]:
+                states = list(state.hedge_states)
+                states[i] = hs
+                state.hedge_states = tuple(states)
+            if ho is not NO_OUT:
+                n = model.name
+                stats[f"{n}_alpha"], stats[f"{n}_beta"] = ho.alpha, ho.beta
+                stats[f"{n}_spread"], stats[f"{n}_zscore"] = ho.spread, ho.zscore
+        row = AnalyticsRow(
+            pair=state.pair,
+            tf=state.tf,
+            ts_ms=p.t,
+            window=state.window,
+            y_close=p.y_close,
+            x_close=p.x_close,
+            y_filled=p.y_bar is None,
+            x_filled=p.x_bar is None,
+            **stats,
+        )
+        state.position, kind = state.rule.step(state.position, row.zscore)
+    p.levels = scalars(state.levels)
+    p.rets = scalars(state.rets)
+    p.hedge = state.hedge_states
+    p.position = state.position
+    p.signal = kind
+    return row
+
+
+def _first_kept(state: PairState) -> int:
+    """Grid index of ``history[0]``."""
+    return state.grid_points - len(state.history)
+
+
+def _restartable(state: PairState, i: int) -> bool:
+    """Whether the kept history can restart the key at grid index ``i`` exactly."""
+    first = _first_kept(state)
+    return 0 <= i < state.grid_points and (first == 0 or i - first >= state.window)
+
+
+def _apply_amendments(state: PairState) -> list[Output]:
+    """Fold the waiting amended bars into the history and recompute from the earliest."""
+    amends = sorted(state.amend.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    state.amend = {}
+    assert state.t0_ms is not None
+    t0 = state.t0_ms
+    legs = (state.y, state.x)
+    # A bar before t0 that is earlier than the leg's first bar moves t0 earlier.
+    new_first = [leg.first_open_ms for leg in legs]
+    for (li, t), _ in amends:
+        f = new_first[li]
+        if f is None or t < f:
+            new_first[li] = t
+    new_t0 = max(cast(int, new_first[0]), cast(int, new_first[1]))
+    if new_t0 < t0:
+        if _first_kept(state) == 0:
+            return _regrid(state, amends)
+        kept = []
+        for (li, t), close in amends:
+            if t < t0:
+                state.late_bars += 1
+            else:
+                kept.append(((li, t), close))
+        amends = kept
+    start: int | None = None
+    first = _first_kept(state)
+    for (li, t), close in amends:
+        leg = legs[li]
+        if t < t0:
+            # Only the bar carried into t0 (the latest before it) can matter.
+            if leg.carried_ms is not None and t < leg.carried_ms:
+                continue
+            if leg.carried_ms == t and leg.carried_close == close:
+                continue
+            if not _restartable(state, 0):
+                state.late_bars += 1
+                continue
+            leg.carried_ms, leg.carried_close = t, close
+            if leg.first_open_ms is None or t < leg.first_open_ms:
+                leg.first_open_ms = t
+            i = 0
+        else:
+            i = (t - t0) // state.tf_ms
+            if not _restartable(state, i):
+                state.late_bars += 1
+                continue
+            p = state.history[i - first]
+            if (p.y_bar if li == 0 else p.x_bar) == close:
+                continue  # e.g. a late trade that does not change the close
+            if li == 0:
+                p.y_bar = close
+            else:
+                p.x_bar = close
+        state.amended_points += 1
+        start = i if start is None else min(start, i)
+    if start is None:
+        return []
+    return _restart(state, start)
+
+
+def _restart(state: PairState, i: int) -> list[Output]:
+    """Recompute every kept point from grid index ``i`` on (their bars may have changed)."""
+    hist = state.history
+    h = i - _first_kept(state)
+    w = state.window
+    if i == 0:
+        state.levels = RollingPair.create(w)
+        state.rets = RollingPair.create(w - 1)
+        state.prev_log = None
+        state.position = 0
+        state.hedge_states = (None,) * len(state.models)
+        state.y.close = state.y.carried_close
+        state.x.close = state.x.carried_close
+    else:
+        prev = hist[h - 1]
+        assert prev.levels is not None and prev.rets is not None
+        n = prev.levels[1]
+        pts = [hist[j] for j in range(h - n, h)]
+        restore(state.levels, prev.levels, [q.ly for q in pts], [q.lx for q in pts])
+        nr = prev.rets[1]
+        ry = [hist[j].ly - hist[j - 1].ly for j in range(h - nr, h)]
+        rx = [hist[j].lx - hist[j - 1].lx for j in range(h - nr, h)]
+        restore(state.rets, prev.rets, ry, rx)
+        state.prev_log = (prev.ly, prev.lx)
+        state.position = prev.position
+        state.hedge_states = prev.hedge
+        state.y.close = prev.y_close
+        state.x.close = prev.x_close
+    state.grid_points = i
+    old_signals = [hist[j].signal for j in range(h, len(hist))]
+    out: list[Output] = []
+    rows: list[AnalyticsRow | None] = []
+    for j in range(h, len(hist)):
+        p = hist[j]
+        _fill(state, p)
+        row = _compute(state, p)
+        rows.append(row)
+        if row is not None:
+            out.append(row)
+    state.recomputed_rows += len(out)
+    new_signals = [hist[j].signal for j in range(h, len(hist))]
+    changed = (k for k, (a, b) in enumerate(zip(old_signals, new_signals, strict=True)) if a != b)
+    d = next(changed, None)
+    if d is not None:
+        out.append(retract_from(state.rule, state.pair, state.tf, hist[h + d].t))
+        for k in range(d, len(rows)):
+            row, kind = rows[k], new_signals[k]
+            if row is not None and kind is not None:
+                out.append(state.rule.signal(row, kind))
+    return out
+
+
+def _regrid(state: PairState, amends: list[tuple[tuple[int, int], float]]) -> list[Output]:
+    """``t0`` moved earlier and every point is kept: rebuild the grid from its bars."""
+    legs = (state.y, state.x)
+    bars: list[dict[int, float]] = [dict(leg.pending) for leg in legs]
+    for p in state.history:
+        for li, b in enumerate((p.y_bar, p.x_bar)):
+            if b is not None:
+                bars[li].setdefault(p.t, b)
+    for li, leg in enumerate(legs):
+        if leg.carried_ms is not None and leg.carried_close is not None:
+            bars[li].setdefault(leg.carried_ms, leg.carried_close)
+    for (li, t), close in amends:
+        bars[li][t] = close
+    old_t0 = cast(int, state.t0_ms)
+    state.amended_points += len(amends)
+    state.recomputed_rows += max(0, state.grid_points - state.window + 1)
+    for li, leg in enumerate(legs):
+        leg.pending = bars[li]
+        leg.first_open_ms = min(bars[li]) if bars[li] else None
+        leg.close = leg.carried_ms = leg.carried_close = None
+    state.levels = RollingPair.create(state.window)
+    state.rets = RollingPair.create(state.window - 1)
+    state.history.clear()
+    state.next_ms = state.t0_ms = None
+    state.grid_points = 0
+    state.prev_log = None
+    state.position = 0
+    state.hedge_states = (None,) * len(state.models)
+    new_t0 = max(cast(int, legs[0].first_open_ms), cast(int, legs[1].first_open_ms))
+    return [retract_from(state.rule, state.pair, state.tf, min(new_t0, old_t0))]
+
+
+def _report(state: PairState, out: list[Output]) -> None:
+    """Append a Stat for each counter that changed since it was last reported."""
+    for metric, value in (
+        ("late_bars_total", state.late_bars),
+        ("amended_points_total", state.amended_points),
+        ("recomputed_rows_total", state.recomputed_rows),
+    ):
+        if value != state.reported.get(metric, 0):
+            state.reported[metric] = value
+            out.append(Stat(now_ms(), f"analytics:{state.key}", metric, value))
 
 
 def window_stats(
@@ -463,23 +779,6 @@ def half_life(spreads: np.ndarray) -> float | None:
     return finite_or_none(-math.log(2.0) / math.log1p(lam))
 
 
-def signals_for(state: PairState, row: AnalyticsRow) -> list[Signal]:
-    """Update the key's position with ``row.zscore``; the signals it fires (0 or 1)."""
-    z = row.zscore
-    if z is None:
-        return []
-    kind = None
-    if z > state.entry_z and state.position != -1:
-        kind, state.position = SHORT_SPREAD, -1
-    elif z < -state.entry_z and state.position != 1:
-        kind, state.position = LONG_SPREAD, 1
-    elif (state.position == -1 and z < state.exit_z) or (state.position == 1 and z > -state.exit_z):
-        kind, state.position = EXIT, 0
-    if kind is None:
-        return []
-    return [Signal(row.pair, row.tf, row.ts_ms, kind, z)]
-
-
 class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output, PairState | None]):
     """Bytewax logic for one ``(pair, tf)`` key: wraps :func:`ingest` / :func:`advance`.
 
@@ -546,12 +845,14 @@ class PairAnalyticsOut:
 
     Attributes:
         rows: ``analytics`` rows.
-        signals: ``signals`` rows.
-        stats: ``late_bars_total`` counters (for ``pipeline_stats``).
+        signals: ``signals`` rows and, after an amendment that changed them, the
+            :class:`~pairflow.records.RetractFrom` preceding the re-emitted ones.
+        stats: ``late_bars_total``, ``amended_points_total``, ``recomputed_rows_total``
+            counters (for ``pipeline_stats``).
     """
 
     rows: Stream[AnalyticsRow]
-    signals: Stream[Signal]
+    signals: Stream[Signal | RetractFrom]
     stats: Stream[Stat]
 
 
@@ -564,6 +865,7 @@ def pair_analytics_op(
     entry_z: float = 2.0,
     exit_z: float = 0.5,
     pvalue_every: int = 1,
+    kalman_delta: float | None = 0.01,
 ) -> PairAnalyticsOut:
     """Rolling pair analytics as a bytewax operator, with a third stream of Stats.
 
@@ -576,16 +878,17 @@ def pair_analytics_op(
         entry_z: |z| above which a position opens.
         exit_z: |z| inside which an open position exits.
         pvalue_every: Compute p-values every this many grid points.
+        kalman_delta: ``PAIRFLOW_KALMAN_DELTA``; ``None`` = no Kalman columns.
 
     Returns:
         The ``rows``, ``signals`` and ``stats`` streams.
     """
-    for tf, w in windows.items():
-        new_state(pair_key("A", "B", tf), w, entry_z, exit_z, pvalue_every)  # validate early
+    for tf, w in windows.items():  # validate early
+        new_state(pair_key("A", "B", tf), w, entry_z, exit_z, pvalue_every, kalman_delta)
 
     def make(key: str) -> PairState:
         tf = parse_pair_key(key)[2]
-        return new_state(key, windows[tf], entry_z, exit_z, pvalue_every)
+        return new_state(key, windows[tf], entry_z, exit_z, pvalue_every, kalman_delta)
 
     keyed = op.flat_map("route", bars, lambda item: route(item, pairs, windows))
     logic = op.stateful_batch("analytics", keyed, lambda resume: PairAnalyticsLogic(resume, make))
@@ -600,8 +903,8 @@ def _is_row(v: Output) -> TypeGuard[AnalyticsRow]:
     return isinstance(v, AnalyticsRow)
 
 
-def _is_signal(v: Output) -> TypeGuard[Signal]:
-    return isinstance(v, Signal)
+def _is_signal(v: Output) -> TypeGuard[Signal | RetractFrom]:
+    return isinstance(v, (Signal, RetractFrom))
 
 
 def pair_analytics(
@@ -612,7 +915,7 @@ def pair_analytics(
     entry_z: float = 2.0,
     exit_z: float = 0.5,
     pvalue_every: int = 1,
-) -> tuple[Stream[AnalyticsRow], Stream[Signal]]:
+) -> tuple[Stream[AnalyticsRow], Stream[Signal | RetractFrom]]:
     """Rolling pair analytics: ``(rows, signals)``. See :func:`pair_analytics_op`.
 
     Use :func:`pair_analytics_op` directly to also get the ``stats`` stream.

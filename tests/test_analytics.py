@@ -30,7 +30,6 @@ from operators.analytics import (
     pair_analytics_op,
     pair_key,
     route,
-    signals_for,
 )
 from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
 from pairflow.testing import RECORDING
@@ -45,6 +44,17 @@ STAT_COLS = ("alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pval
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def signals_for(state, row: AnalyticsRow) -> list[Signal]:
+    """One step of the key's signal machine (``operators.signals``) on ``row``."""
+    state.position, kind = state.rule.step(state.position, row.zscore)
+    return [] if kind is None else [state.rule.signal(row, kind)]
+
+
+def final_rows(rows: list[AnalyticsRow]) -> list[AnalyticsRow]:
+    """Upsert semantics: the last row written per ``ts`` wins, in ts order."""
+    return [r for _, r in sorted({r.ts_ms: r for r in rows}.items())]
 
 
 def bar(symbol: str, t: int, close: float, tf: str = "1s") -> Bar:
@@ -366,13 +376,30 @@ def test_eof_flushes_up_to_the_last_interval_either_leg_traded() -> None:
     assert all(r.x_filled for r in rows if r.ts_ms > T0 + 29 * TF)
 
 
-def test_late_bar_for_an_emitted_interval_is_ignored_and_counted() -> None:
+def test_late_bar_for_an_emitted_interval_amends_every_row_from_there() -> None:
     yc, xc = synthetic_pair(60, 8)
+    xa = xc.copy()
+    xa[30] *= 1.5
     items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
-    clean, _, _, _ = run_logic(items, 20)
-    late = bar(X, T0 + 30 * TF, float(xc[30]) * 1.5)
+    want, want_sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xa)), 20)
+    late = bar(X, T0 + 30 * TF, float(xa[30]))
     k = next(i for i, it in enumerate(items) if it.open_time_ms == T0 + 45 * TF)
     rows, _, stats, logic = run_logic([*items[:k], late, *items[k:]], 20)
+    assert final_rows(rows) == want  # bit-identical to the in-order run on the final bars
+    assert logic.state.late_bars == 0
+    got = {(s.metric, s.value) for s in stats}
+    assert ("amended_points_total", 1) in got
+    # rows 19..44 were placed when the bar came: 30..44 (15 rows) recomputed
+    assert ("recomputed_rows_total", 15) in got
+
+
+def test_bar_older_than_the_kept_history_is_ignored_and_counted() -> None:
+    yc, xc = synthetic_pair(80, 8)
+    items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
+    clean, _, _, _ = run_logic(items, 20, horizon_ms=5_000)
+    late = bar(X, T0 + 30 * TF, float(xc[30]) * 1.5)  # 70 - 30 > W + 5 + 1 points back
+    k = next(i for i, it in enumerate(items) if it.open_time_ms == T0 + 70 * TF)
+    rows, _, stats, logic = run_logic([*items[:k], late, *items[k:]], 20, horizon_ms=5_000)
     assert rows == clean
     assert logic.state.late_bars == 1
     assert [(s.metric, s.value) for s in stats] == [("late_bars_total", 1)]
@@ -629,10 +656,10 @@ def test_dataflow_pair_analytics_end_to_end_with_testing_source() -> None:
     assert_row_matches(rows_out[-1], oracle(yc[-40:], x_grid[-40:]))
 
 
-def test_dataflow_operator_exposes_late_bar_stats() -> None:
+def test_dataflow_operator_exposes_amendment_stats() -> None:
     yc, xc = synthetic_pair(30, 14)
     items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
-    items.append(bar(X, T0 + 2 * TF, 1.0))  # late: interval 2 is long placed
+    items.append(bar(X, T0 + 2 * TF, 1.0))  # interval 2 is long placed: an amendment
     flow = Dataflow("pair_analytics_stats")
     inp = op_input("inp", flow, TestingSource(items))
     out = pair_analytics_op("pa", inp, ((Y, X),), {"1s": 10})
@@ -641,10 +668,14 @@ def test_dataflow_operator_exposes_late_bar_stats() -> None:
     op_output("stats", out.stats, TestingSink(stats))
     op_output("rows", out.rows, TestingSink(rows))
     run_main(flow)
-    assert len(rows) == 21
-    assert [(s.component, s.metric, s.value) for s in stats] == [
-        (f"analytics:{KEY}", "late_bars_total", 1)
-    ]
+    assert len(final_rows(rows)) == 21
+    xa = xc.copy()
+    xa[2] = 1.0
+    want, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xa)), 10)
+    assert final_rows(rows) == want
+    got = {(s.component, s.metric, s.value) for s in stats}
+    assert (f"analytics:{KEY}", "amended_points_total", 1) in got
+    assert (f"analytics:{KEY}", "recomputed_rows_total", 21) in got
 
 
 def test_advance_before_both_legs_traded_emits_nothing() -> None:

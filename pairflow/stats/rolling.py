@@ -322,3 +322,67 @@ class RollingPair:
         db *= beta
         da -= db
         return da
+
+
+RollingScalars = tuple[int, int, float, float, float, float, float, float, float, float, float, int]
+"""``(head, n, anchor_a, anchor_b, s_a, s_b, s_aa, s_bb, s_ab, mass_a, mass_b, since)``."""
+
+
+def scalars(roll: RollingPair) -> RollingScalars:
+    """Everything of ``roll`` but its buffer (O(1)); see :func:`restore`."""
+    return (
+        roll.head,
+        roll.n,
+        roll.anchor_a,
+        roll.anchor_b,
+        roll.s_a,
+        roll.s_b,
+        roll.s_aa,
+        roll.s_bb,
+        roll.s_ab,
+        roll.mass_a,
+        roll.mass_b,
+        roll.since,
+    )
+
+
+def restore(
+    roll: RollingPair, saved: RollingScalars, window_a: list[float], window_b: list[float]
+) -> None:
+    """Put ``roll`` back in the exact state :func:`scalars` saved. O(W).
+
+    Args:
+        roll: The window to overwrite (same ``capacity``/``recompute_every``).
+        saved: :func:`scalars` at that time.
+        window_a: The window's ``a`` values then, oldest first (``saved`` ``n`` long).
+        window_b: The same for ``b``.
+
+    Later pushes then produce bit-identical sums to the original run (the sums, the
+    anchor, the recompute counter and the ring layout are all restored).
+    """
+    (
+        roll.head,
+        roll.n,
+        roll.anchor_a,
+        roll.anchor_b,
+        roll.s_a,
+        roll.s_b,
+        roll.s_aa,
+        roll.s_bb,
+        roll.s_ab,
+        roll.mass_a,
+        roll.mass_b,
+        roll.since,
+    ) = saved
+    cap = roll.capacity
+    n = roll.n
+    if len(window_a) != n or len(window_b) != n:
+        msg = f"restore: window of {len(window_a)}/{len(window_b)} values for n={n}"
+        raise ValueError(msg)
+    pos = (roll.head + np.arange(n)) % cap
+    va = np.asarray(window_a, dtype=np.float64)
+    vb = np.asarray(window_b, dtype=np.float64)
+    roll.buf_a[pos] = va
+    roll.buf_a[pos + cap] = va
+    roll.buf_b[pos] = vb
+    roll.buf_b[pos + cap] = vb
