@@ -125,6 +125,7 @@ def build(
             entry_z=settings.entry_z,
             exit_z=settings.exit_z,
             pvalue_every=settings.pvalue_every,
+            kalman_delta=settings.kalman_delta,
         )
         to_db += [analytics.rows, analytics.signals, analytics.stats]
         if len(settings.pairs) > 1:  # the pair scanner (DESIGN "Pair scanner")
