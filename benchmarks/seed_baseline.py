@@ -42,7 +42,9 @@ from pairflow.testing.bench import (
     new_prefix,
     read_lines,
 )
-from sinks.schema import BAR_COLUMNS, create_all
+from sinks.schema import TABLES, create_all
+
+BAR_COLUMNS = TABLES["bars"].names
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,14 @@ the buffer (last write wins) and written with ``INSERT OR REPLACE``; replaying t
 same input therefore leaves the same rows. If the file is locked by another process
 the flush retries with capped exponential backoff and never drops a batch.
 
+Which record goes to which table, and how its fields become columns, is declared
+once in :mod:`sinks.schema`. :class:`~pairflow.records.Retract` and
+:class:`~pairflow.records.RetractFrom` delete keyed rows in the same transaction,
+ordered with the upserts: whatever arrived last for a key wins.
+
+Rows reach DuckDB as NumPy columns cast to the schema's types in SQL (no pandas,
+no pyarrow), so importing the sink is cheap.
+
 Unflushed rows are part of the partition's recovery snapshot, so a crash between
 an epoch's end and the next flush loses nothing.
 """
@@ -19,69 +27,56 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
+import numpy as np
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from pairflow.records import AnalyticsRow, Bar, Gap, Reject, ScanRow, Signal, Stat
+from pairflow.records import Retract, RetractFrom
 from pairflow.summary import COUNTS
 from pairflow.timeutil import now_ms
-from sinks.schema import TABLE_COLUMNS, UPSERT_TABLES, create_all
+from sinks.schema import TABLES, Table, create_all, record_map
 
 log = logging.getLogger(__name__)
 
-_TIME_COLUMNS = {
-    "bars": "open_time",
-    "analytics": "ts",
-    "signals": "ts",
-    "rejects": "received_at",
-    "pipeline_stats": "ts",
-    "gaps": "detected_at",
-    "scan": "ts",
-}
+Key = tuple[Any, ...]
+Row = tuple[Any, ...]
 
 
-def _row(item: object) -> tuple[str, tuple[Any, ...], tuple[Any, ...] | None]:
-    """Map a record to ``(table, row, key)``; ``key`` is None for append-only tables."""
-    if isinstance(item, Bar):
-        row = (
-            item.symbol, item.tf, item.open_time_ms, item.open, item.high, item.low,
-            item.close, item.volume, item.quote_volume, item.vwap, item.trades,
-            item.taker_buy_volume, item.first_trade_id, item.last_trade_id,
-        )  # fmt: skip
-        return "bars", row, row[:3]
-    if isinstance(item, AnalyticsRow):
-        row = (
-            item.pair, item.tf, item.ts_ms, item.window, item.y_close, item.x_close,
-            item.alpha, item.beta, item.spread, item.zscore, item.corr, item.adf_pvalue,
-            item.eg_pvalue, item.half_life, item.y_filled, item.x_filled, item.spread_std,
-        )  # fmt: skip
-        return "analytics", row, row[:3]
-    if isinstance(item, Signal):
-        row = (item.pair, item.tf, item.ts_ms, item.kind, item.zscore)
-        return "signals", row, row[:4]
-    if isinstance(item, Reject):
-        return "rejects", (item.received_at_ms, item.source, item.reason, item.raw), None
-    if isinstance(item, Stat):
-        row = (item.ts_ms, item.component, item.metric, float(item.value))
-        return "pipeline_stats", row, row[:3]
-    if isinstance(item, Gap):
-        row = (
-            item.symbol, item.from_trade_id, item.to_trade_id, item.detected_at_ms,
-            item.status, item.filled,
-        )  # fmt: skip
-        return "gaps", row, row[:2]
-    if isinstance(item, ScanRow):
-        row = (
-            item.tf, item.ts_ms, item.pair, item.eg_pvalue, item.eg_qvalue, item.adf_pvalue,
-            item.half_life, item.beta, item.corr, item.zscore, item.rank,
-        )  # fmt: skip
-        return "scan", row, row[:3]
-    msg = f"DuckDB sink got an unsupported record: {type(item).__name__}"
-    raise TypeError(msg)
+@dataclass(frozen=True, slots=True)
+class _Route:
+    table: Table
+    row: Callable[[Any], Row]
+    key: Callable[[Row], Key] | None
+
+
+_ROUTES: dict[type, _Route] = {}
+
+
+def _route(cls: type) -> _Route:
+    route = _ROUTES.get(cls)
+    if route is None:
+        rmap = record_map(cls)
+        idx = rmap.table.key_index
+        key: Callable[[Row], Key] | None = None
+        if len(idx) == 1:
+            only = idx[0]
+            key = lambda row: (row[only],)  # noqa: E731
+        elif idx:
+            key = itemgetter(*idx)
+        route = _ROUTES[cls] = _Route(rmap.table, rmap.row, key)
+    return route
+
+
+def _keyed_table(name: str) -> Table:
+    table = TABLES.get(name)
+    if table is None or not table.upsert:
+        msg = f"cannot retract from {name!r}: not a keyed pairflow table"
+        raise ValueError(msg)
+    return table
 
 
 @dataclass
@@ -89,39 +84,141 @@ class PendingRows:
     """Rows waiting for the next flush (also the partition's recovery state).
 
     Attributes:
-        keyed: Per upsert table, rows by primary key (last write wins).
+        keyed: Per upsert table, rows by primary key (last write wins); ``None`` is a
+            retraction of that key.
         appended: Per append-only table, rows in arrival order.
+        ranges: :class:`~pairflow.records.RetractFrom` as ``(table, key_prefix, from_ms)``,
+            applied before the keyed rows (buffered rows they cover are dropped when
+            they arrive, so only later rows remain).
     """
 
-    keyed: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = field(default_factory=dict)
-    appended: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    keyed: dict[str, dict[Key, Row | None]] = field(default_factory=dict)
+    appended: dict[str, list[Row]] = field(default_factory=dict)
+    ranges: list[tuple[str, Key, int]] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also snapshots written before ``ranges`` existed."""
+        state.setdefault("ranges", [])
+        self.__dict__.update(state)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.keyed.values()) + sum(
-            len(v) for v in self.appended.values()
+        return (
+            sum(len(v) for v in self.keyed.values())
+            + sum(len(v) for v in self.appended.values())
+            + len(self.ranges)
         )
 
     def add(self, item: object) -> None:
-        """Buffer one record."""
-        table, row, key = _row(item)
-        if key is None:
-            self.appended.setdefault(table, []).append(row)
+        """Buffer one record (a table row, a :class:`Retract` or a :class:`RetractFrom`)."""
+        if isinstance(item, Retract):
+            table = _keyed_table(item.table)
+            if len(item.key) != len(table.key):
+                msg = f"Retract({item.table}): key {item.key!r} is not {table.key}"
+                raise ValueError(msg)
+            self.keyed.setdefault(table.name, {})[tuple(item.key)] = None
+            return
+        if isinstance(item, RetractFrom):
+            self._add_range(item)
+            return
+        route = _route(type(item))
+        row = route.row(item)
+        if route.key is None:
+            self.appended.setdefault(route.table.name, []).append(row)
         else:
-            self.keyed.setdefault(table, {})[key] = row
+            self.keyed.setdefault(route.table.name, {})[route.key(row)] = row
 
-    def frames(self) -> dict[str, pd.DataFrame]:
-        """One DataFrame per table, times converted to aware UTC."""
-        out: dict[str, pd.DataFrame] = {}
-        tables = {t: list(rows.values()) for t, rows in self.keyed.items()}
-        tables.update(self.appended)
-        for table, rows in tables.items():
-            if not rows:
-                continue
-            df = pd.DataFrame.from_records(rows, columns=list(TABLE_COLUMNS[table]))
-            col = _TIME_COLUMNS[table]
-            df[col] = pd.to_datetime(df[col].astype("int64"), unit="ms", utc=True)
-            out[table] = df
+    def _add_range(self, item: RetractFrom) -> None:
+        table = _keyed_table(item.table)
+        prefix = tuple(item.key_prefix)
+        if table.time_column is None or len(prefix) > len(table.key):
+            msg = f"RetractFrom({item.table}): needs a time column and a key prefix of {table.key}"
+            raise ValueError(msg)
+        n = len(prefix)
+        t_row = table.names.index(table.time_column)
+        t_key = table.key.index(table.time_column) if table.time_column in table.key else None
+        rows = self.keyed.get(table.name, {})
+        for key in [k for k in rows if k[:n] == prefix]:
+            row = rows[key]
+            ts = row[t_row] if row is not None else (key[t_key] if t_key is not None else None)
+            if ts is not None and ts >= item.from_ms:
+                del rows[key]
+        self.ranges.append((table.name, prefix, int(item.from_ms)))
+
+    def frames(self) -> Frames:
+        """Everything pending as NumPy columns (see :func:`_columns`)."""
+        out = Frames()
+        for name, rows in self.keyed.items():
+            table = TABLES[name]
+            live = [r for r in rows.values() if r is not None]
+            dead = [k for k, r in rows.items() if r is None]
+            if live:
+                out.upserts[name] = _columns(table, table.names, live)
+            if dead:
+                out.deletes[name] = _columns(table, table.key, dead)
+        for name, rows in self.appended.items():
+            if rows:
+                out.appends[name] = _columns(TABLES[name], TABLES[name].names, rows)
+        out.ranges = list(self.ranges)
         return out
+
+
+Columns = dict[str, "np.ndarray[Any, Any]"]
+"""One batch of one table as NumPy columns (what DuckDB scans, without pandas)."""
+
+
+@dataclass
+class Frames:
+    """One flush: range deletes, key deletes, upserts and appends (NumPy columns)."""
+
+    ranges: list[tuple[str, Key, int]] = field(default_factory=list)
+    deletes: dict[str, Columns] = field(default_factory=dict)
+    upserts: dict[str, Columns] = field(default_factory=dict)
+    appends: dict[str, Columns] = field(default_factory=dict)
+
+    def rows(self) -> dict[str, int]:
+        """Rows written per table (upserts and appends)."""
+        out: dict[str, int] = {}
+        for frames in (self.upserts, self.appends):
+            for name, cols in frames.items():
+                out[name] = out.get(name, 0) + len(next(iter(cols.values())))
+        return out
+
+
+_NUMPY_TYPES: dict[str, Any] = {
+    "DOUBLE": np.float64,  # None becomes NaN, which DuckDB reads as NULL
+    "BIGINT": np.int64,
+    "INTEGER": np.int64,
+    "TIMESTAMPTZ": np.int64,  # epoch ms; converted in SQL (make_timestamptz), exact
+    "BOOLEAN": np.bool_,
+}
+
+
+def _columns(table: Table, names: tuple[str, ...], rows: list[Row]) -> Columns:
+    """Rows as NumPy columns: typed where the values allow, ``object`` otherwise.
+
+    (pyarrow would import pandas on its first conversion of Python lists: seconds of
+    start-up. DuckDB scans a dict of NumPy arrays directly and casts in SQL.)
+    """
+    out: Columns = {}
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        dtype = _NUMPY_TYPES.get(table.column(name).type)
+        if dtype is not None and (dtype is np.float64 or None not in values):
+            out[name] = np.array(values, dtype=dtype)
+        else:
+            out[name] = np.array(values, dtype=object)
+    return out
+
+
+def _select(table: Table, names: tuple[str, ...], source: str) -> str:
+    """``SELECT`` list reading ``names`` from a registered NumPy batch, cast to the schema."""
+    parts = []
+    for name in names:
+        col = table.column(name)
+        if col.is_time:
+            parts.append(f'make_timestamptz({source}."{name}"::BIGINT * 1000) AS "{name}"')
+        else:
+            parts.append(f'{source}."{name}"::{col.type} AS "{name}"')
+    return ", ".join(parts)
 
 
 def connect_rw(
@@ -159,16 +256,45 @@ def connect_rw(
             return con
 
 
-def write_frames(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> None:
-    """Write buffered frames in one transaction (upsert keyed tables, append the rest)."""
+def _time_param(table: Table, column: str) -> str:
+    """A ``?`` placeholder, converting epoch ms for time columns."""
+    return "make_timestamptz(?::BIGINT * 1000)" if table.column(column).is_time else "?"
+
+
+def write_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
+    """Write one flush in one transaction.
+
+    Order: range retractions, key retractions, upserts (``INSERT OR REPLACE``), appends.
+    Every SQL value is a parameter or a registered NumPy batch; table and column names
+    come from :mod:`sinks.schema` only.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
-        for table, df in frames.items():
-            cols = ", ".join(f'"{c}"' for c in TABLE_COLUMNS[table])
-            verb = "INSERT OR REPLACE INTO" if table in UPSERT_TABLES else "INSERT INTO"
-            con.register("_pending", df)
-            con.execute(f"{verb} {table} ({cols}) SELECT {cols} FROM _pending")  # noqa: S608
-            con.unregister("_pending")
+        for name, prefix, from_ms in frames.ranges:
+            table = TABLES[name]
+            assert table.time_column is not None  # checked when buffered
+            conds = [f'"{k}" = {_time_param(table, k)}' for k in table.key[: len(prefix)]]
+            conds.append(f'"{table.time_column}" >= make_timestamptz(?::BIGINT * 1000)')
+            sql = f"DELETE FROM {name} WHERE {' AND '.join(conds)}"  # noqa: S608
+            con.execute(sql, [*prefix, from_ms])
+        for name, keys in frames.deletes.items():
+            table = TABLES[name]
+            match = " AND ".join(f'{name}."{k}" = _gone."{k}"' for k in table.key)
+            con.register("_gone_raw", keys)
+            gone = f"(SELECT {_select(table, table.key, '_gone_raw')} FROM _gone_raw) AS _gone"
+            con.execute(f"DELETE FROM {name} USING {gone} WHERE {match}")  # noqa: S608
+            con.unregister("_gone_raw")
+        for verb, batches in (
+            ("INSERT OR REPLACE INTO", frames.upserts),
+            ("INSERT INTO", frames.appends),
+        ):
+            for name, rows in batches.items():
+                table = TABLES[name]
+                select = _select(table, table.names, "_pending")
+                con.register("_pending", rows)
+                sql = f"{verb} {name} ({table.quoted()}) SELECT {select} FROM _pending"  # noqa: S608
+                con.execute(sql)
+                con.unregister("_pending")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -193,7 +319,8 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.flushes = 0
         con = connect_rw(path)
         try:
-            create_all(con)
+            for done in create_all(con):
+                log.warning("DuckDB file %s migrated: %s", path, done)
         finally:
             con.close()
 
@@ -215,8 +342,8 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
             write_frames(con, frames)
         finally:
             con.close()
-        for table, df in frames.items():
-            COUNTS[f"rows:{table}"] += len(df)
+        for table, n in frames.rows().items():
+            COUNTS[f"rows:{table}"] += n
         self.pending = PendingRows()
         self.flushes += 1
 
@@ -225,6 +352,7 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         return PendingRows(
             keyed={t: dict(r) for t, r in self.pending.keyed.items()},
             appended={t: list(r) for t, r in self.pending.appended.items()},
+            ranges=list(self.pending.ranges),
         )
 
     def close(self) -> None:
@@ -233,7 +361,7 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
 
 
 class DuckDBSink(FixedPartitionedSink[object, PendingRows]):
-    """Writes ``Bar``/``AnalyticsRow``/``Signal``/``Reject``/``Stat``/``Gap`` records.
+    """Writes the records registered in :mod:`sinks.schema`, and retractions.
 
     Upstream items must be ``(key, record)``; every key goes to the one partition.
 

@@ -348,9 +348,8 @@ def test_list_pairs_from_analytics_then_bars(tmp_path: Path) -> None:
     con = duckdb.connect(str(path))
     # A malformed pair name must never reach a query.
     con.execute(
-        "INSERT INTO analytics SELECT 'bad pair; --', tf, ts, \"window\", y_close, x_close, "
-        "alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life, y_filled, "
-        "x_filled, spread_std FROM analytics LIMIT 1"
+        "INSERT INTO analytics BY NAME SELECT * REPLACE ('bad pair; --' AS pair) "
+        "FROM analytics LIMIT 1"
     )
     con.close()
     with queries.open_readonly(path) as con:

@@ -1,16 +1,23 @@
-"""sinks.duckdb_sink on real DuckDB files: upserts, dedupe, lock conflicts, snapshots."""
+"""sinks.duckdb_sink and sinks.schema on real DuckDB files: upserts, dedupe, retractions,
+migrations of old files, lock conflicts, snapshots."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
 
 import duckdb
+import pytest
 
-from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Signal, Stat
+from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Retract, RetractFrom, Signal, Stat
 from pairflow.testing.ticks import BASE_MS
+from pairflow.timeutil import TIMEFRAMES
 from sinks.duckdb_sink import DuckDBPartition, PendingRows
+from sinks.schema import _RECORD_MAPS, TABLES, create_all, record_map
+
+RECORD_TYPES = tuple(_RECORD_MAPS)
 
 
 def bar(open_ms: int = 0, close: float = 10.0, trades: int = 1) -> Bar:
@@ -109,3 +116,210 @@ def test_duckdb_sink_waits_for_a_lock_held_by_another_process_and_loses_nothing(
     part.close()
     assert waited > 0.5, "the flush should have had to wait for the lock"
     assert rows(db, "SELECT count(*) FROM bars") == [(1,)]
+
+
+# --------------------------------------------------------------------------- schema spec
+
+OLD_DDL = (  # the layout of files written before issue 10 (kept to test migrations)
+    """CREATE TABLE bars (symbol VARCHAR NOT NULL, tf VARCHAR NOT NULL,
+        open_time TIMESTAMPTZ NOT NULL, open DOUBLE NOT NULL, high DOUBLE NOT NULL,
+        low DOUBLE NOT NULL, close DOUBLE NOT NULL, volume DOUBLE NOT NULL,
+        quote_volume DOUBLE NOT NULL, vwap DOUBLE NOT NULL, trades BIGINT NOT NULL,
+        taker_buy_volume DOUBLE NOT NULL, first_trade_id BIGINT NOT NULL,
+        last_trade_id BIGINT NOT NULL, PRIMARY KEY (symbol, tf, open_time))""",
+    """CREATE TABLE analytics (pair VARCHAR NOT NULL, tf VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL, "window" INTEGER NOT NULL, y_close DOUBLE NOT NULL,
+        x_close DOUBLE NOT NULL, alpha DOUBLE, beta DOUBLE, spread DOUBLE, zscore DOUBLE,
+        corr DOUBLE, adf_pvalue DOUBLE, eg_pvalue DOUBLE, half_life DOUBLE,
+        y_filled BOOLEAN NOT NULL, x_filled BOOLEAN NOT NULL, PRIMARY KEY (pair, tf, ts))""",
+    """CREATE TABLE signals (pair VARCHAR NOT NULL, tf VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL, kind VARCHAR NOT NULL, zscore DOUBLE NOT NULL,
+        PRIMARY KEY (pair, tf, ts, kind))""",
+)
+
+
+def _layout(db):
+    """``table -> [(column, type, nullable)]`` and ``table -> primary key`` of a file."""
+    cols = rows(
+        db,
+        "SELECT table_name, column_name, data_type, is_nullable FROM duckdb_columns() "
+        "WHERE schema_name = 'main' AND NOT internal ORDER BY table_name, column_index",
+    )
+    keys = rows(
+        db,
+        "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+        "WHERE constraint_type = 'PRIMARY KEY'",
+    )
+    layout: dict[str, list[tuple[str, str, bool]]] = {}
+    for table, col, typ, nullable in cols:
+        layout.setdefault(table, []).append((col, typ, nullable))
+    return layout, {t: tuple(k) for t, k in keys}
+
+
+def _spec_layout(table):
+    names = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
+    return sorted((c.name, names.get(c.type, c.type), c.nullable) for c in table.columns)
+
+
+def test_new_file_has_exactly_the_tables_of_the_spec(tmp_path):
+    db = tmp_path / "new.db"
+    DuckDBPartition(db, batch_rows=1, flush_ms=0, resume=None).close()
+    layout, keys = _layout(db)
+    assert set(layout) == set(TABLES)
+    for name, table in TABLES.items():
+        assert sorted(layout[name]) == _spec_layout(table), name
+        assert [c for c, _, _ in layout[name]] == list(table.names), name
+        assert keys.get(name, ()) == table.key, name
+    assert "stop" in TABLES["signals"].column("kind").values
+    assert TABLES["bars"].column("tf").values == TIMEFRAMES
+
+
+def test_old_files_are_migrated_in_place_keeping_their_rows(tmp_path):
+    db = tmp_path / "old.db"
+    con = duckdb.connect(str(db))
+    for stmt in OLD_DDL:
+        con.execute(stmt)
+    con.execute(
+        "INSERT INTO bars VALUES ('BTCUSDT', '1s', make_timestamptz(?::BIGINT * 1000), "
+        "1, 2, 0.5, 1.5, 3, 4.5, 1.5, 7, 1, 10, 16)",
+        [BASE_MS],
+    )
+    con.execute(
+        "INSERT INTO signals VALUES ('BTCUSDT/ETHUSDT', '1s', make_timestamptz(?::BIGINT * 1000), "
+        "'exit', 0.1)",
+        [BASE_MS],
+    )
+    con.close()
+    part = DuckDBPartition(db, batch_rows=100, flush_ms=10_000, resume=None)
+    kline = Bar("ETHUSDT", "1m", BASE_MS, 1.0, 2.0, 0.5, 1.5, 3.0, 4.5, 7, 1.0, None, None)
+    part.write_batch(
+        [
+            kline,
+            Signal("BTCUSDT/ETHUSDT", "1s", BASE_MS, "exit", 0.2, strategy="fast"),
+            AnalyticsRow("BTCUSDT/ETHUSDT", "1s", BASE_MS, 300, 1.0, 2.0, 0.1, 1.5, 0.01,
+                         None, 0.9, 0.04, 0.03, None, False, True, 0.2),
+        ]
+    )  # fmt: skip
+    part.close()
+    layout, keys = _layout(db)
+    for name in ("bars", "analytics", "signals"):
+        assert sorted(layout[name]) == _spec_layout(TABLES[name]), name
+        assert keys[name] == TABLES[name].key
+    assert rows(db, "SELECT symbol, first_trade_id FROM bars ORDER BY symbol") == [
+        ("BTCUSDT", 10),
+        ("ETHUSDT", None),
+    ]
+    assert rows(db, "SELECT strategy, zscore FROM signals ORDER BY strategy") == [
+        ("default", 0.1),
+        ("fast", 0.2),
+    ]
+    assert rows(db, "SELECT spread_std, kalman_beta FROM analytics") == [(0.2, None)]
+    con = duckdb.connect(str(db))
+    try:
+        assert create_all(con) == []  # migrated once; a current file needs nothing
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("cls", sorted(RECORD_TYPES, key=lambda c: c.__name__))
+def test_every_registered_record_type_round_trips_through_its_table(tmp_path, cls):
+    """Fill every field with a distinct value, write it, read it back column by column."""
+    rmap = record_map(cls)
+    table = rmap.table
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()):
+        col = next(c for c, src in zip(table.columns, rmap.fields, strict=True) if src == f.name)
+        values[f.name] = {
+            "VARCHAR": f"v{i}", "DOUBLE": i + 0.5, "BIGINT": 1000 + i, "INTEGER": i,
+            "BOOLEAN": i % 2 == 0, "TIMESTAMPTZ": BASE_MS + i,
+        }[col.type]  # fmt: skip
+    if cls is Bar:
+        values["volume"] = 2.0  # vwap = quote_volume / volume
+    record = cls(**values)
+    db = tmp_path / "rt.db"
+    part = DuckDBPartition(db, batch_rows=100, flush_ms=10_000, resume=None)
+    part.write_batch([record])
+    part.close()
+    select = ", ".join(
+        f'epoch_ms("{c.name}")' if c.is_time else f'"{c.name}"' for c in table.columns
+    )
+    (got,) = rows(db, f"SELECT {select} FROM {table.name}")  # noqa: S608
+    assert got == rmap.row(record)
+
+
+def _sig(ts: int, kind: str = "exit", z: float = 0.1, strategy: str = "default") -> Signal:
+    return Signal("BTCUSDT/ETHUSDT", "1s", BASE_MS + ts, kind, z, strategy=strategy)
+
+
+def _key(ts: int, kind: str = "exit", strategy: str = "default") -> tuple[object, ...]:
+    return (strategy, "BTCUSDT/ETHUSDT", "1s", BASE_MS + ts, kind)
+
+
+def _signals(db):
+    return rows(db, "SELECT strategy, epoch_ms(ts) - ?, kind FROM signals ORDER BY ALL".replace(
+        "?", str(BASE_MS)))  # fmt: skip
+
+
+def test_retract_is_ordered_with_upserts_of_the_same_key_in_one_batch(tmp_path):
+    db = tmp_path / "r.db"
+    part = DuckDBPartition(db, batch_rows=1000, flush_ms=10**9, resume=None)
+    part.write_batch([_sig(0), _sig(1000), _sig(2000)])
+    part.flush()
+    part.write_batch(
+        [
+            Retract("signals", _key(0)),  # in the file: deleted
+            _sig(1000, z=0.3), Retract("signals", _key(1000)),  # upsert then retract: gone
+            Retract("signals", _key(3000)), _sig(3000),  # retract then upsert: kept
+            Retract("signals", _key(9000)),  # nothing to delete: fine
+        ]
+    )  # fmt: skip
+    part.close()
+    assert _signals(db) == [("default", 2000, "exit"), ("default", 3000, "exit")]
+
+
+def test_retract_from_deletes_a_key_prefix_from_a_time_on_and_keeps_later_rows(tmp_path):
+    db = tmp_path / "rf.db"
+    part = DuckDBPartition(db, batch_rows=1000, flush_ms=10**9, resume=None)
+    part.write_batch([_sig(0), _sig(1000), _sig(2000), _sig(2000, strategy="other")])
+    part.flush()
+    part.write_batch(
+        [
+            _sig(3000),  # buffered before the retraction: covered, dropped
+            RetractFrom("signals", ("default", "BTCUSDT/ETHUSDT", "1s"), BASE_MS + 1000),
+            _sig(2000, kind="long_spread"),  # the recomputed decision: kept
+        ]
+    )
+    snap = part.snapshot()  # a retraction survives a crash before the flush
+    part = DuckDBPartition(db, batch_rows=1000, flush_ms=10**9, resume=snap)
+    part.close()
+    assert _signals(db) == [
+        ("default", 0, "exit"),
+        ("default", 2000, "long_spread"),
+        ("other", 2000, "exit"),
+    ]
+
+
+def test_retractions_of_unknown_tables_or_keys_are_refused(tmp_path):
+    pending = PendingRows()
+    with pytest.raises(ValueError, match="not a keyed"):
+        pending.add(Retract("rejects", ("x",)))
+    with pytest.raises(ValueError, match="key"):
+        pending.add(Retract("signals", ("default", "BTCUSDT/ETHUSDT")))
+    with pytest.raises(ValueError, match="time column"):
+        pending.add(RetractFrom("strategies", ("x",), 0))
+    with pytest.raises(TypeError, match="unsupported record"):
+        pending.add(object())
+
+
+def test_importing_and_flushing_the_sink_never_imports_pandas(tmp_path):
+    code = (
+        "import sys\n"
+        "from sinks.duckdb_sink import DuckDBPartition\n"
+        "from pairflow.records import Bar\n"
+        f"p = DuckDBPartition(__import__('pathlib').Path({str(tmp_path / 'n.db')!r}), 1, 0, None)\n"
+        "p.write_batch([Bar('BTCUSDT', '1s', 0, 1., 1., 1., 1., 1., 1., 1, 0., None, None)])\n"
+        "p.close()\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

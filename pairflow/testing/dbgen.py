@@ -9,7 +9,7 @@ The statistics here are a fixture, not a reference: alpha/beta/z/corr come from 
 vectorised rolling OLS (close to the flow's definitions), while the ADF/EG p-values
 and half-life are smooth synthetic series in the right ranges.
 
-Run ``python tests/helpers_dbgen.py PATH --days 7`` to make a file by hand.
+Run ``python -m pairflow.testing.dbgen PATH --days 7`` to make a file by hand.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pairflow.timeutil import TF_MS, UTC, now_utc
-from sinks.schema import TABLE_COLUMNS, create_all
+from sinks.schema import TABLE_COLUMNS, TABLES, create_all
 
 START_PRICES = {"BTCUSDT": 61_800.0, "ETHUSDT": 2_650.0, "SOLUSDT": 150.0, "BNBUSDT": 520.0}
 
@@ -224,13 +224,13 @@ def _signals(frame: pd.DataFrame, entry: float, exit_: float) -> pd.DataFrame:
             continue
         if position == 0 and zi > entry:
             position = -1
-            rows.append((pair, tf, ts[i], "short_spread", zi))
+            rows.append(("default", pair, tf, ts[i], "short_spread", zi))
         elif position == 0 and zi < -entry:
             position = 1
-            rows.append((pair, tf, ts[i], "long_spread", zi))
+            rows.append(("default", pair, tf, ts[i], "long_spread", zi))
         elif position != 0 and abs(zi) < exit_:
             position = 0
-            rows.append((pair, tf, ts[i], "exit", zi))
+            rows.append(("default", pair, tf, ts[i], "exit", zi))
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS["signals"]))
 
 
@@ -330,7 +330,7 @@ def generate_db(path: str | Path, spec: GenSpec | None = None) -> Path:
         create_all(con)
         bars = _bars_1s(spec, rng, end_s)
         con.register("bars_df", bars)
-        con.execute("INSERT INTO bars SELECT * FROM bars_df")
+        con.execute("INSERT INTO bars BY NAME SELECT * FROM bars_df")
         con.unregister("bars_df")
         for tf in ("1m", "5m"):
             con.execute(f"INSERT INTO bars {_aggregate_sql(tf)}")
@@ -343,16 +343,16 @@ def generate_db(path: str | Path, spec: GenSpec | None = None) -> Path:
                 if ana.empty:
                     continue
                 con.register("ana_df", ana)
-                con.execute("INSERT INTO analytics SELECT * FROM ana_df")
+                con.execute("INSERT INTO analytics BY NAME SELECT * FROM ana_df")
                 con.unregister("ana_df")
                 sig = _signals(ana, spec.entry_z, spec.exit_z)
                 if not sig.empty:
                     con.register("sig_df", sig)
-                    con.execute("INSERT INTO signals SELECT * FROM sig_df")
+                    con.execute("INSERT INTO signals BY NAME SELECT * FROM sig_df")
                     con.unregister("sig_df")
         for table, frame in _health(spec, end_s, rng).items():
             con.register("h_df", frame)
-            con.execute(f"INSERT INTO {table} SELECT * FROM h_df")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM h_df")
             con.unregister("h_df")
         con.execute(f"ATTACH '{path}' AS out")
         con.execute("USE out")
@@ -365,18 +365,17 @@ def generate_db(path: str | Path, spec: GenSpec | None = None) -> Path:
     return path
 
 
-TIME_ORDER = {
-    "bars": "open_time, tf, symbol",
-    "analytics": "ts, tf, pair",
-    "signals": "ts, tf, pair, kind",
-    "rejects": "received_at",
-    "pipeline_stats": "ts, component, metric",
-    "gaps": "detected_at, symbol",
+TIME_ORDER: dict[str, str] = {
+    name: ", ".join(
+        f'"{c}"' for c in dict.fromkeys([*filter(None, [t.time_column]), *t.key, *t.names])
+    )
+    for name, t in TABLES.items()
 }
+"""Row order per table when copied to the file: time first, as the flow's inserts land."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python tests/helpers_dbgen.py PATH [--days D | --seconds S]``."""
+    """Command line: ``python -m pairflow.testing.dbgen PATH [--days D | --seconds S]``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path")
     ap.add_argument("--days", type=float, default=None)
