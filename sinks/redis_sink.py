@@ -25,6 +25,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pairflow.config import redact_url
 from pairflow.records import Tick
+from pairflow.redis_keys import stream_key
 from pairflow.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ return {added, dup, other, err}
 """Appends entries given as one ``"ID p q m\\n"``-per-entry string (one argument per
 call keeps client-side packing cost flat; ``p``/``q`` are plain decimals, checked by
 the parser, so they contain no spaces)."""
-
-
-def stream_key(symbol: str, prefix: str = "") -> str:
-    """Redis key of a symbol's tick stream (``prefix`` lets tests isolate keys)."""
-    return f"{prefix}ticks:{symbol}"
 
 
 class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
