@@ -128,3 +128,15 @@ def test_progress_line_counts_and_eta():
     t[0] = 10.0
     p.update(250, 1)
     assert p.line() == "replay progress: 1/4 files, 250 ticks, 25 ticks/s, ~25% done, ETA 0:00:30"
+
+
+def test_progress_on_a_terminal_is_a_bar_with_files_ticks_rate_and_eta(capsys):
+    p = Progress(3, 1000, 5.0, tty=True)
+    assert p.bar is not None
+    p.bar.delay = 0  # show at once (a real replay shows it after 2 s)
+    p.update(400, 1)
+    p.bar.refresh()
+    text = capsys.readouterr().err
+    p.close()
+    assert "replay 1/3 files" in text and "400/1.00k" in text and "ticks/s" in text, text
+    assert "<" in text  # tqdm's ETA ("elapsed<remaining")

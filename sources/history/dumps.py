@@ -338,24 +338,22 @@ def _raw(line: str) -> str:
     return line[:RAW_KEEP_CHARS]
 
 
-def _data_lines(spec: DumpSpec, skip: int) -> Iterator[str]:
-    """Data lines (header dropped), from non-empty row ``skip`` on.
+def _open_rows(spec: DumpSpec, skip: int) -> IO[str]:
+    """The dump's text, positioned after the header and ``skip`` non-empty data rows.
 
-    Empty lines are skipped by the parsers, so they do not count as rows.
+    Empty lines are skipped by the parsers too, so they never count as rows.
     """
     fh = open_text(spec.path)
-    with fh:
-        it = iter(fh)
-        if spec.header:
-            next(it, None)
-        skipped = 0
-        while skipped < skip:
-            line = next(it, None)
-            if line is None:
-                return
-            if line.rstrip("\r\n"):
-                skipped += 1
-        yield from it
+    if spec.header:
+        fh.readline()
+    skipped = 0
+    while skipped < skip:
+        line = fh.readline()
+        if not line:
+            break
+        if line.rstrip("\r\n"):
+            skipped += 1
+    return fh
 
 
 def dump_entries(spec: DumpSpec, index: int, skip: int = 0) -> Iterator[Entry]:
@@ -368,80 +366,125 @@ def dump_entries(spec: DumpSpec, index: int, skip: int = 0) -> Iterator[Entry]:
     """
     if spec.kind == "klines":
         return _kline_entries(spec, index, skip)
+    if spec.kind == "aggTrades":
+        return _agg_entries(spec, index, skip)
     return _trade_entries(spec, index, skip)
 
 
-def _trade_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:  # noqa: C901
+_new_tick = tuple.__new__
+"""``Tick`` built from a tuple in C (skips the NamedTuple's Python ``__new__``)."""
+
+
+def _trade_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
+    """Rows of a trades dump; the hot loop of a dump replay (see module docstring)."""
     symbol = spec.symbol
     div = spec.time_div
     ncol = spec.columns
-    agg = spec.kind == "aggTrades"
-    qc = 2 if agg else spec.qty_col
-    tc, mc = (5, 6) if agg else (4, 5)
+    qc = spec.qty_col
     flags = FLAGS
     inf = math.inf
     lo_t, hi_t = MIN_TIME_MS, MAX_TIME_MS
-    plain = _plain_decimal
+    new, tick_cls = _new_tick, Tick
     pos = skip
     last_t, last_id = 0, -1
-    for line in _data_lines(spec, skip):
-        text = line.rstrip("\r\n")
-        if not text:
-            continue
-        fields = text.split(",")
-        pos += 1
-        try:
-            if len(fields) == ncol:
-                id_s = fields[0]
-                p = fields[1]
-                q = fields[qc]
-                t_s = fields[tc]
-                price = float(p)
-                qty = float(q)
-                t = int(t_s) // div
-                maker = flags[fields[mc]]
-                if agg:
-                    first = int(fields[3])
-                    tid = int(fields[4])
-                    count = tid - first + 1
-                    ok_ids = count >= 1 and fields[3].isdigit() and fields[4].isdigit()
-                else:
-                    tid = int(id_s)
-                    count = 1
-                    ok_ids = True
-                if (
-                    ok_ids
-                    and id_s.isdigit()
-                    and t_s.isdigit()
-                    and lo_t <= t < hi_t
-                    and 0.0 < price < inf
-                    and 0.0 < qty < inf
-                    and plain(p)
-                    and plain(q)
-                ):
-                    last_t, last_id = t, tid
-                    if count == 1:
-                        tick = Tick(symbol, tid, price, qty, t, t, maker, p, q)
-                    else:
-                        tick = Tick(symbol, tid, price, qty, t, t, maker, p, q, count)
-                    yield (t, symbol, tid, index, pos, tick)
-                    continue
-        except (ValueError, KeyError):
-            pass
-        reason = trade_reason(fields, spec)
-        if reason == "ok":  # pragma: no cover - the fast path accepts every valid row
-            reason = "csv_invalid"
-        yield (last_t, symbol, last_id, index, pos, Reject(now_ms(), "replay", reason, _raw(text)))
+    with _open_rows(spec, skip) as fh:
+        for line in fh:
+            text = line.rstrip("\r\n")
+            if not text:
+                continue
+            fields = text.split(",")
+            pos += 1
+            try:
+                if len(fields) == ncol:
+                    id_s, p, t_s = fields[0], fields[1], fields[4]
+                    q = fields[qc]
+                    price = float(p)
+                    qty = float(q)
+                    t = int(t_s) // div
+                    # float/int also take " 1", "1e3", "1_0", "+1", non-ASCII digits:
+                    digits = (id_s + t_s + p + q).replace(".", "")
+                    if (
+                        lo_t <= t < hi_t
+                        and 0.0 < price < inf
+                        and 0.0 < qty < inf
+                        and digits.isdigit()
+                        and digits.isascii()
+                    ):
+                        tid = int(id_s)
+                        last_t, last_id = t, tid
+                        tick = new(
+                            tick_cls, (symbol, tid, price, qty, t, t, flags[fields[5]], p, q, 1)
+                        )
+                        yield (t, symbol, tid, index, pos, tick)
+                        continue
+            except (ValueError, KeyError):
+                pass
+            reason = trade_reason(fields, spec)
+            rej = Reject(now_ms(), "replay", reason, _raw(text))
+            yield (last_t, symbol, last_id, index, pos, rej)
+
+
+def _agg_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
+    """Rows of an aggTrades dump: one ``Tick(trade_id=l, count=l-f+1)`` per row."""
+    symbol = spec.symbol
+    div = spec.time_div
+    ncol = spec.columns
+    flags = FLAGS
+    inf = math.inf
+    lo_t, hi_t = MIN_TIME_MS, MAX_TIME_MS
+    new, tick_cls = _new_tick, Tick
+    pos = skip
+    last_t, last_id = 0, -1
+    with _open_rows(spec, skip) as fh:
+        for line in fh:
+            text = line.rstrip("\r\n")
+            if not text:
+                continue
+            fields = text.split(",")
+            pos += 1
+            try:
+                if len(fields) == ncol:
+                    p, q, f_s, l_s, t_s = fields[1], fields[2], fields[3], fields[4], fields[5]
+                    price = float(p)
+                    qty = float(q)
+                    t = int(t_s) // div
+                    first, tid = int(f_s), int(l_s)
+                    digits = (fields[0] + f_s + l_s + t_s + p + q).replace(".", "")
+                    if (
+                        tid >= first
+                        and lo_t <= t < hi_t
+                        and 0.0 < price < inf
+                        and 0.0 < qty < inf
+                        and digits.isdigit()
+                        and digits.isascii()
+                    ):
+                        last_t, last_id = t, tid
+                        m = flags[fields[6]]
+                        tick = new(
+                            tick_cls, (symbol, tid, price, qty, t, t, m, p, q, tid - first + 1)
+                        )
+                        yield (t, symbol, tid, index, pos, tick)
+                        continue
+            except (ValueError, KeyError):
+                pass
+            reason = trade_reason(fields, spec)
+            rej = Reject(now_ms(), "replay", reason, _raw(text))
+            yield (last_t, symbol, last_id, index, pos, rej)
 
 
 def _kline_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
+    """Rows of a klines dump: one ``Bar`` per kline with trades (klines are few)."""
+    with _open_rows(spec, skip) as fh:
+        yield from _klines(fh, spec, index, skip)
+
+
+def _klines(fh: IO[str], spec: DumpSpec, index: int, pos: int) -> Iterator[Entry]:
     symbol = spec.symbol
     tf = spec.tf or "1s"
     tf_ms = KLINE_TF_MS[tf]
     div = spec.time_div
-    pos = skip
     last_t, last_id = 0, -1
-    for line in _data_lines(spec, skip):
+    for line in fh:
         text = line.rstrip("\r\n")
         if not text:
             continue
