@@ -5,6 +5,11 @@ recording is replayed in loop mode at real time (times shifted to now), through
 parse -> Redis tee -> bars -> analytics -> DuckDB, with Bytewax recovery on; the
 dashboard is started beside it and its URL printed. Ctrl-C stops both (the flow
 flushes first). Restarting resumes from the recovery snapshot; ``--fresh`` starts over.
+
+``bin/demo --scan [--symbols N]``: the pair scanner on SYNTHETIC data instead — a
+simulated universe of N (default 24) symbols ``SYN00..`` in clusters with planted
+cointegrated pairs (``PAIRFLOW_SYNTHETIC_UNIVERSE=clusters``), every pair analysed
+(``PAIRFLOW_PAIRS=all``), scanned every 5 s on 1s bars; its own DB ``data/demo-scan.db``.
 """
 
 from __future__ import annotations
@@ -71,6 +76,31 @@ def bar_counts(db: Path) -> str:
     return ""
 
 
+SCAN_SYMBOLS_DEFAULT = 24
+"""Symbols of the ``--scan`` demo's synthetic universe (276 pairs)."""
+
+
+def scan_env(n_symbols: int) -> dict[str, str]:
+    """Settings of the ``--scan`` demo: a synthetic clusters universe, all pairs scanned.
+
+    Raises:
+        ValueError: fewer than 3 symbols (a scan needs more than one pair).
+    """
+    if n_symbols < 3:  # noqa: PLR2004 - three symbols = three pairs
+        msg = "--symbols: the scanner needs at least 3 symbols"
+        raise ValueError(msg)
+    return {
+        "PAIRFLOW_SOURCE": "synthetic",
+        "PAIRFLOW_SYNTHETIC_UNIVERSE": "clusters",
+        "PAIRFLOW_SYNTHETIC_RATE": "4",
+        "PAIRFLOW_SYMBOLS": ",".join(f"SYN{i:02d}" for i in range(n_symbols)),
+        "PAIRFLOW_PAIRS": "all",
+        "PAIRFLOW_WINDOWS": "1s=90,1m=30",
+        "PAIRFLOW_SCAN_EVERY": "1s=5,1m=1,5m=1",
+        "PAIRFLOW_REDIS_PREFIX": "demo-scan:",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo until Ctrl-C (or ``--seconds``)."""
     parser = argparse.ArgumentParser(prog="bin/demo", description=__doc__.split("\n")[0])
@@ -82,10 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--live", action="store_true", help="live mode: the configured source (binance by default)"
     )
+    parser.add_argument(
+        "--scan",
+        action="store_true",
+        help="pair scanner on a SYNTHETIC universe (clusters with planted pairs)",
+    )
+    parser.add_argument(
+        "--symbols", type=int, default=SCAN_SYMBOLS_DEFAULT, help="--scan: universe size"
+    )
     args = parser.parse_args(argv)
 
     name = "live" if args.live else "demo"
     default_db = ROOT / ("data/quant_data.db" if args.live else "data/demo.db")
+    if args.scan and not args.live:
+        name = "demo-scan"
+        default_db = ROOT / "data/demo-scan.db"
     db = Path(os.environ.get("PAIRFLOW_DB", default_db))
     recovery = ROOT / f"data/recovery/{name}"
     if args.fresh:
@@ -93,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             path.unlink(missing_ok=True)
         shutil.rmtree(recovery, ignore_errors=True)
     env = dict(os.environ)
-    if not args.live:
+    if args.scan and not args.live:
+        for key, value in scan_env(args.symbols).items():
+            env.setdefault(key, value)
+    elif not args.live:
         env.setdefault("PAIRFLOW_SOURCE", f"replay:{RECORDING}")
         env.setdefault("PAIRFLOW_REPLAY_SPEED", args.speed)
         env.setdefault("PAIRFLOW_REPLAY_LOOP", "1")
@@ -108,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.live:
         print(f"live: source {env.get('PAIRFLOW_SOURCE', 'binance')}")
+    elif args.scan:
+        n = len(env["PAIRFLOW_SYMBOLS"].split(","))
+        print(
+            f"demo-scan: SYNTHETIC data — a simulated universe of {n} symbols "
+            f"({n * (n - 1) // 2} pairs, planted cointegrated clusters), not market prices; "
+            "the first 1s scan comes after ~90 s (W=90)"
+        )
     else:
         print(f"demo: replaying {RECORDING.name} in a loop at {args.speed}x real time")
     print(f"{name}: DuckDB file {db} (open it read-only while it runs)")
