@@ -324,7 +324,7 @@ def render_scanner_tab(
     map_key = f"{key_prefix}_map"
     st.plotly_chart(
         heatmap_figure(df, value),
-        use_container_width=True,
+        width="stretch",
         key=map_key,
         on_select=lambda: _on_map_select(map_key, tf, pair_key, tf_key),
         selection_mode=("points", "box"),
@@ -333,16 +333,14 @@ def render_scanner_tab(
     q_max = f1.number_input(
         "q-value max", 0.0, 1.0, 1.0, step=0.01, format="%.3f", key=f"{key_prefix}_qmax"
     )
-    hl_hi = float(np.nanmax(df["half_life"])) if df["half_life"].notna().any() else 1.0
-    hl = f2.slider(
-        "Half-life (bars)", 0.0, max(1.0, math.ceil(hl_hi)), (0.0, max(1.0, math.ceil(hl_hi))),
-        key=f"{key_prefix}_hl",
-    )  # fmt: skip
+    hl_top = float(math.ceil(np.nanmax(df["half_life"]))) if df["half_life"].notna().any() else 1.0
+    hl_top = max(1.0, hl_top)
+    hl = f2.slider("Half-life (bars)", 0.0, hl_top, (0.0, hl_top), key=f"{key_prefix}_hl")
     z_min = f3.number_input("|z| min", 0.0, 20.0, 0.0, step=0.1, key=f"{key_prefix}_zmin")
     flt = ScanFilter(
         q_max=None if q_max >= 1.0 else float(q_max),
         half_life_min=None if hl[0] <= 0 else float(hl[0]),
-        half_life_max=None if hl[1] >= math.ceil(hl_hi) else float(hl[1]),
+        half_life_max=None if hl[1] >= hl_top else float(hl[1]),
         abs_z_min=None if z_min <= 0 else float(z_min),
     )
     data, spec = table_spec(filter_scan(df, flt))
@@ -360,7 +358,7 @@ def render_scanner_tab(
         data,
         column_config=config,
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         height=min(600, 36 + 35 * max(len(data), 1)),
         key=table_key,
         on_select=lambda: _on_table_select(table_key, pairs, tf, pair_key, tf_key),

@@ -110,3 +110,31 @@ def test_heat_map_is_readable_at_30_symbols() -> None:
     assert fig.layout.yaxis.scaleanchor == "x"  # square cells
     assert len(fig.data[1].customdata) == 870
     assert scanner.symbol_order(pairs) == list(syms)
+
+
+def test_render_scanner_tab_runs_on_a_flow_built_db(scan_db: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def app(db: str) -> None:
+        from contextlib import contextmanager
+
+        import duckdb
+        import streamlit as st
+
+        from dashboard.scanner import render_scanner_tab
+
+        @contextmanager
+        def factory():  # noqa: ANN202
+            con = duckdb.connect(db, read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
+
+        st.session_state.setdefault("pair", "")
+        render_scanner_tab(factory)
+
+    at = AppTest.from_function(app, args=(str(scan_db),), default_timeout=30).run()
+    assert not at.exception
+    assert any("pairs" in c.value for c in at.caption)
+    assert len(at.number_input) == 2 and len(at.slider) == 1
