@@ -140,3 +140,38 @@ def test_progress_on_a_terminal_is_a_bar_with_files_ticks_rate_and_eta(capsys):
     p.close()
     assert "replay 1/3 files" in text and "400/1.00k" in text and "ticks/s" in text, text
     assert "<" in text  # tqdm's ETA ("elapsed<remaining")
+
+
+def test_paced_dump_replay_gives_the_max_speed_bars(tmp_path, recording):
+    """A slow-motion dump replay (its SourceClocks go through the flow) = max-speed bars.
+
+    Final bars are exact even with a wall clock (amendments fix them); what the clock
+    changes (no amendments, analytics on final bars) is the bar step's own test.
+    """
+    import gzip
+    import json
+
+    import pandas as pd
+
+    from pairflow.testing.oracle import read_table
+    from tests.flowutil import run_flow, settings_for
+
+    rows = []
+    with gzip.open(recording, "rt") as fh:
+        for line in fh:
+            d = json.loads(line)["data"]
+            rows.append((d["s"], d["t"], d["p"], d["q"], d["T"], d["m"]))
+    df = pd.DataFrame(rows, columns=["s", "t", "p", "q", "T", "m"]).sort_values(["s", "t"])
+    df = df[df["T"] < df["T"].min() + 3_000]  # 3 s of trades: 6 s at 0.5x
+    paths = [
+        _write(tmp_path / f"{s}-trades-{DAY}.csv", trades_lines(df[df.s == s], True, "ms"))
+        for s in ("BTCUSDT", "ETHUSDT")
+    ]
+    source = "replay:" + ",".join(map(str, paths))
+    tables = []
+    for speed in ("max", "0.5"):
+        db = tmp_path / f"{speed}.db"
+        run_flow(settings_for(db, source=source, replay_speed=speed, windows=""))
+        tables.append(read_table(db, "bars", "symbol, tf, open_time"))
+    assert len(tables[0]) >= 6
+    pd.testing.assert_frame_equal(tables[0], tables[1])
