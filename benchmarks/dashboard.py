@@ -28,12 +28,13 @@ from pathlib import Path
 
 import plotly.io as pio
 
-from dashboard import charts, queries
+from dashboard import cache, charts, pair_view, pipeline_health, snapshot
+from dashboard import db as dbio
 from pairflow.testing.dbgen import GenSpec, generate_db
 
 
 def refresh(
-    db: Path, req: queries.ViewRequest, health_max_age_s: float = 0.0
+    db: Path, req: pair_view.ViewRequest, health_max_age_s: float = 0.0
 ) -> tuple[float, float, int]:
     """One dashboard refresh; returns (query ms, figure ms, max points per trace).
 
@@ -41,8 +42,8 @@ def refresh(
     most every 4.5 s), so its numbers are an upper bound.
     """
     t0 = time.perf_counter()
-    with queries.open_readonly(db) as con:
-        view, health = queries.load_snapshot(con, req, db, health_max_age_s=health_max_age_s)
+    with dbio.open_readonly(db) as con:
+        view, health = snapshot.load_snapshot(con, req, db, health_max_age_s=health_max_age_s)
     t1 = time.perf_counter()
     figs = {
         **charts.pair_figures(view, req.y, 2.0, 0.5),
@@ -62,12 +63,12 @@ def bench_lookbacks(db: Path, repeat: int, tfs: tuple[str, ...]) -> list[dict[st
     """Per view: steady-state refreshes (complete buckets cached) and cold ones."""
     rows: list[dict[str, object]] = []
     for tf in tfs:
-        for label, lookback in queries.LOOKBACKS.items():
-            req = queries.ViewRequest("BTCUSDT", "ETHUSDT", tf, lookback)
+        for label, lookback in pair_view.LOOKBACKS.items():
+            req = pair_view.ViewRequest("BTCUSDT", "ETHUSDT", tf, lookback)
             refresh(db, req)  # warm-up (imports, OS page cache)
             cold = []
             for _ in range(3):
-                queries.BUCKETS.clear()
+                cache.BUCKETS.clear()
                 q, f, _ = refresh(db, req)
                 cold.append(q + f)
             q_ms, f_ms, tot = [], [], []
@@ -81,7 +82,7 @@ def bench_lookbacks(db: Path, repeat: int, tfs: tuple[str, ...]) -> list[dict[st
                 {
                     "tf": tf,
                     "lookback": label,
-                    "bucket": queries.choose_bucket_s(lookback, tf),
+                    "bucket": pair_view.choose_bucket_s(lookback, tf),
                     "points": points,
                     "query": statistics.median(q_ms),
                     "figure": statistics.median(f_ms),
@@ -152,16 +153,16 @@ def bench_lock(
     proc = ctx.Process(target=_writer, args=(str(db), stop, writer_period_s, out))
     proc.start()
     time.sleep(1.5)  # let the writer start flushing
-    req = queries.ViewRequest("BTCUSDT", "ETHUSDT", "1s", timedelta(hours=1))
+    req = pair_view.ViewRequest("BTCUSDT", "ETHUSDT", "1s", timedelta(hours=1))
     latencies: list[float] = []
     failed = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         t0 = time.perf_counter()
         try:
-            with queries.open_readonly(db) as con:
-                queries.load_snapshot(con, req, db)
-        except queries.DatabaseLockedError:
+            with dbio.open_readonly(db) as con:
+                snapshot.load_snapshot(con, req, db)
+        except dbio.DatabaseLockedError:
             failed += 1
         took = time.perf_counter() - t0
         latencies.append(took * 1000)
@@ -207,11 +208,12 @@ def main() -> None:
             db = Path(tmp) / "bench.db"
             t0 = time.perf_counter()
             generate_db(db, GenSpec(seconds=days * 86_400))
+            size_mb = pipeline_health.db_size_bytes(db) / 1e6
             print(
                 f"generated {db.name}: {days} day(s) of 1s bars for 2 symbols, "
-                f"{queries.db_size_bytes(db) / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s"
+                f"{size_mb:.0f} MB in {time.perf_counter() - t0:.1f} s"
             )
-        with queries.open_readonly(db) as con:
+        with dbio.open_readonly(db) as con:
             counts = {
                 t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
                 for t in ("bars", "analytics", "signals")

@@ -1,6 +1,6 @@
 """Plotly figure builders for the dashboard.
 
-Each builder takes frames from :mod:`dashboard.queries` and returns a
+Each builder takes frames from :mod:`dashboard.pair_view` and returns a
 ``plotly.graph_objects.Figure``; none of them reads the database or computes a
 statistic (rebasing a price line to 100 and drawing ±k·σ from the stored σ are
 display transforms).
@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.queries import HealthData, ViewData
+from dashboard.pair_view import ViewData
+from dashboard.pipeline_health import HealthData
 from pairflow.timeutil import TF_MS
 
 Y_COLOR = "#2563eb"
@@ -266,7 +267,7 @@ def spread_figure(view: ViewData, k: float, k_exit: float | None = None) -> go.F
     if ana.empty or ana["spread"].isna().all():
         return empty_figure(title, NO_DATA)
     t = _ms(ana["t"])
-    sigma = _floats(ana["sigma"])
+    sigma = _floats(ana["spread_std"])
     band = {"color": SPREAD_COLOR, "width": 0.6, "dash": "dot"}
     traces: list[dict[str, Any]] = [
         _line(t, k * sigma, f"+{k:g}σ", SPREAD_COLOR, line=band, hoverinfo="skip"),

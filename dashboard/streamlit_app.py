@@ -23,8 +23,10 @@ from pathlib import Path
 import duckdb
 import streamlit as st
 
-from dashboard import charts, queries
-from pairflow.config import DEFAULTS, ConfigError, load_settings
+from dashboard import charts, export, pair_view, pipeline_health, redis_streams, snapshot
+from dashboard import db as dbio
+from pairflow import timeutil
+from pairflow.config import DEFAULTS, ConfigError, load_settings, redact_url
 from pairflow.timeutil import TF_MS, UTC
 
 LOG = logging.getLogger("pairflow.dashboard")
@@ -50,7 +52,9 @@ class AppConfig:
 
     Attributes:
         db_path: DuckDB file to read.
-        redis_url: Redis URL for stream lengths, or ``None``.
+        redis_url: Redis URL for stream lengths, or ``None``. May hold a password:
+            show it only through :func:`pairflow.config.redact_url`.
+        redis_prefix: ``PAIRFLOW_REDIS_PREFIX`` (the tee's key prefix).
         pairs: Configured pairs (``Y/X``), offered even before they have data.
         entry_z: Default entry threshold.
         exit_z: Default exit threshold.
@@ -59,6 +63,7 @@ class AppConfig:
 
     db_path: Path
     redis_url: str | None
+    redis_prefix: str
     pairs: tuple[str, ...]
     entry_z: float
     exit_z: float
@@ -80,6 +85,7 @@ def load_app_config(env: Mapping[str, str] | None = None) -> AppConfig:
         return AppConfig(
             db_path=Path(env.get("PAIRFLOW_DB", "").strip() or DEFAULTS["DB"]),
             redis_url=redis_url,
+            redis_prefix=env.get("PAIRFLOW_REDIS_PREFIX", "").strip(),
             pairs=("BTCUSDT/ETHUSDT",),
             entry_z=float(DEFAULTS["ENTRY_Z"]),
             exit_z=float(DEFAULTS["EXIT_Z"]),
@@ -88,6 +94,7 @@ def load_app_config(env: Mapping[str, str] | None = None) -> AppConfig:
     return AppConfig(
         db_path=s.db_path,
         redis_url=s.redis_url,
+        redis_prefix=s.redis_prefix,
         pairs=tuple(f"{y}/{x}" for y, x in s.pairs),
         entry_z=s.entry_z,
         exit_z=s.exit_z,
@@ -161,32 +168,34 @@ def fmt_time(ts: datetime | None) -> str:
 def discover_pairs(db_path: str) -> list[str]:
     """Pairs with data in the database (empty when it cannot be read right now)."""
     try:
-        with queries.open_readonly(db_path, timeout_s=0.5) as con:
-            return queries.list_pairs(con)
-    except (queries.DashboardDataError, duckdb.Error):
+        with dbio.open_readonly(db_path, timeout_s=0.5) as con:
+            return pair_view.list_pairs(con)
+    except (dbio.DashboardDataError, duckdb.Error):
         return []
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def redis_lengths(url: str, symbols: tuple[str, ...]) -> tuple[dict[str, int], str | None]:
+def redis_lengths(
+    url: str, symbols: tuple[str, ...], prefix: str
+) -> tuple[dict[str, int], str | None]:
     """Stream lengths, or an error message (cached briefly so a dead Redis costs once)."""
     try:
-        return queries.redis_stream_lengths(url, symbols), None
-    except queries.DashboardDataError as exc:
+        return redis_streams.redis_stream_lengths(url, symbols, prefix), None
+    except dbio.DashboardDataError as exc:
         return {}, str(exc)
 
 
 @st.cache_resource(ttl=1.0, max_entries=32, show_spinner=False)
 def shared_snapshot(
-    db_path: str, req: queries.ViewRequest
-) -> tuple[queries.ViewData, queries.HealthData]:
+    db_path: str, req: pair_view.ViewRequest
+) -> tuple[pair_view.ViewData, pipeline_health.HealthData]:
     """One read of the database, shared by every viewer of the same view for 1 s.
 
     Several browser tabs then cost one read-only open per second, not one each,
     which keeps the flow's writer from waiting on readers. Errors are not cached.
     """
-    with queries.open_readonly(db_path) as con:
-        return queries.load_snapshot(con, req, db_path, health_max_age_s=HEALTH_EVERY_S)
+    with dbio.open_readonly(db_path) as con:
+        return snapshot.load_snapshot(con, req, db_path, health_max_age_s=HEALTH_EVERY_S)
 
 
 def pair_options(cfg: AppConfig) -> list[str]:
@@ -194,7 +203,7 @@ def pair_options(cfg: AppConfig) -> list[str]:
     options: list[str] = []
     for name in [*discover_pairs(str(cfg.db_path)), *cfg.pairs]:
         try:
-            queries.parse_pair(name)
+            pair_view.parse_pair(name)
         except ValueError:
             continue
         if name not in options:
@@ -218,10 +227,12 @@ class Controls:
     live: bool
     refresh_s: int
 
-    def request(self) -> queries.ViewRequest:
+    def request(self) -> pair_view.ViewRequest:
         """The query request for these controls (validates the pair)."""
-        y, x = queries.parse_pair(self.pair)
-        return queries.ViewRequest(y=y, x=x, tf=self.tf, lookback=queries.LOOKBACKS[self.lookback])
+        y, x = pair_view.parse_pair(self.pair)
+        return pair_view.ViewRequest(
+            y=y, x=x, tf=self.tf, lookback=pair_view.LOOKBACKS[self.lookback]
+        )
 
 
 def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
@@ -231,11 +242,11 @@ def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
     sb.caption("Crypto pair-trading analytics")
     pair = sb.selectbox("Pair (Y / X)", pairs, key="pair", help="From the analytics table.")
     tf = sb.segmented_control(
-        "Timeframe", queries.TIMEFRAMES, default="1s", required=True, key="tf"
+        "Timeframe", timeutil.TIMEFRAMES, default="1s", required=True, key="tf"
     )
     lookback = sb.select_slider(
         "Lookback",
-        options=list(queries.LOOKBACKS),
+        options=list(pair_view.LOOKBACKS),
         value=DEFAULT_LOOKBACK,
         key="lookback",
         help="Measured back from the newest bar in the database, so a replay shows too.",
@@ -247,7 +258,7 @@ def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
     exit_ = c2.number_input(
         "Exit |z|", min_value=0.0, max_value=10.0, value=cfg.exit_z, step=0.1, key="exit"
     )
-    y, x = queries.parse_pair(pair) if pair else ("Y", "X")
+    y, x = pair_view.parse_pair(pair) if pair else ("Y", "X")
     leg = sb.radio(
         "Candlestick leg",
         ("Y", "X"),
@@ -267,7 +278,7 @@ def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
     )
     sb.divider()
     sb.caption(f"Database: `{cfg.db_path.name}`", help=str(cfg.db_path.resolve()))
-    sb.caption(f"Redis: `{cfg.redis_url}`" if cfg.redis_url else "Redis: off")
+    sb.caption(f"Redis: `{redact_url(cfg.redis_url)}`" if cfg.redis_url else "Redis: off")
     return Controls(
         pair=pair or "",
         tf=tf or "1s",
@@ -323,7 +334,7 @@ def z_zone(z: float | None, entry: float, exit_: float) -> str | None:
     return None
 
 
-def render_kpis(view: queries.ViewData, ctl: Controls, now: datetime) -> None:
+def render_kpis(view: pair_view.ViewData, ctl: Controls, now: datetime) -> None:
     """The KPI row: last prices, β, z, correlation, EG p-value, half-life, bar age."""
     req = view.request
     latest = view.latest
@@ -361,7 +372,7 @@ def render_kpis(view: queries.ViewData, ctl: Controls, now: datetime) -> None:
         )
 
 
-def render_pair_tab(view: queries.ViewData, ctl: Controls) -> None:
+def render_pair_tab(view: pair_view.ViewData, ctl: Controls) -> None:
     """The charts of the pair view."""
     req = view.request
     top = st.container()  # a fixed slot: the charts keep their place in the tree
@@ -390,7 +401,9 @@ def render_pair_tab(view: queries.ViewData, ctl: Controls) -> None:
                 )
 
 
-def render_health_tab(cfg: AppConfig, view: queries.ViewData, health: queries.HealthData) -> None:
+def render_health_tab(
+    cfg: AppConfig, view: pair_view.ViewData, health: pipeline_health.HealthData
+) -> None:
     """Pipeline health: throughput, rejects, late ticks, reconnects, gaps, Redis, DB."""
     cols = st.columns(6)
     rate_label = "Ticks/s" if health.rate_source == "pipeline_stats" else "Trades/s (bars)"
@@ -416,12 +429,12 @@ def render_health_tab(cfg: AppConfig, view: queries.ViewData, health: queries.He
             st.caption("Redis tee is off (`PAIRFLOW_REDIS_URL` is empty).")
         else:
             legs = (view.request.y, view.request.x)
-            lengths, error = redis_lengths(cfg.redis_url, legs)
+            lengths, error = redis_lengths(cfg.redis_url, legs, cfg.redis_prefix)
             if error:
                 st.caption(f"⚠️ {error}")
             else:
                 st.dataframe(
-                    [{"stream": f"ticks:{k}", "entries": v} for k, v in lengths.items()],
+                    [{"stream": k, "entries": v} for k, v in lengths.items()],
                     hide_index=True,
                     width="stretch",
                 )
@@ -445,21 +458,21 @@ def render_health_tab(cfg: AppConfig, view: queries.ViewData, health: queries.He
             st.dataframe(health.stats_latest, hide_index=True, width="stretch")
 
 
-def render_data_tab(view: queries.ViewData) -> None:
+def render_data_tab(view: pair_view.ViewData) -> None:
     """The current view as a table, with a CSV download."""
     req = view.request
     stamp = view.end.strftime("%Y%m%dT%H%M%SZ") if view.end else "empty"
     name = f"pairflow_{req.y}-{req.x}_{req.tf}_{stamp}.csv"
     st.download_button(
         "Download CSV of the current view",
-        data=lambda: queries.view_table(view).to_csv(index=False).encode(),
+        data=lambda: export.view_table(view).to_csv(index=False).encode(),
         file_name=name,
         mime="text/csv",
         on_click="ignore",
         icon=":material/download:",
         key="download_csv",
     )
-    preview = queries.view_table(view, last=PREVIEW_ROWS)
+    preview = export.view_table(view, last=PREVIEW_ROWS)
     st.caption(
         f"{len(view.leg(req.y)):,} rows in the view (one per bucket); the newest "
         f"{len(preview):,} below, newest first."
@@ -516,10 +529,10 @@ def _render_body(
     try:
         view, health = shared_snapshot(str(cfg.db_path), req)
         st.session_state["last_good"] = (state_key, view, health)
-    except queries.DatabaseMissingError:
+    except dbio.DatabaseMissingError:
         notices.info(missing_db_message(cfg))
         return
-    except queries.DatabaseLockedError as exc:
+    except dbio.DatabaseLockedError as exc:
         last = st.session_state.get("last_good")
         if last is None or last[0] != state_key:
             notices.warning(
@@ -531,13 +544,13 @@ def _render_body(
             f"The database is busy (the flow holds its lock); showing data read at "
             f"{view.read_at.strftime('%H:%M:%S')} UTC."
         )
-    except queries.SchemaMissingError:
+    except dbio.SchemaMissingError:
         notices.info(
             f"`{cfg.db_path}` has no pairflow tables yet; they appear when the flow "
             "writes its first bars."
         )
         return
-    except (queries.DashboardDataError, duckdb.Error) as exc:
+    except (dbio.DashboardDataError, duckdb.Error) as exc:
         notices.error(f"Cannot read the database: {exc}")
         return
 

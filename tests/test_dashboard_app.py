@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import streamlit_app as app
-from dashboard.queries import LOOKBACKS
+from dashboard.pair_view import LOOKBACKS
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC, now_utc
 from sinks.schema import create_all

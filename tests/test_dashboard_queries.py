@@ -16,10 +16,14 @@ import plotly.graph_objects as go
 import pytest
 import redis
 
-from dashboard import charts, queries
-from dashboard.queries import LOOKBACKS, ViewRequest
+from dashboard import cache, charts, export, pair_view, pipeline_health, redis_streams, snapshot
+from dashboard import db as dbio
+from dashboard.pair_view import LOOKBACKS, ViewRequest
+from pairflow.redis_keys import stream_key
+from pairflow.testing import REDIS_URL
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC
+from sinks import schema
 from sinks.schema import create_all
 
 END = datetime(2024, 8, 9, 0, 5, 6, tzinfo=UTC)
@@ -48,9 +52,9 @@ def raw(db: Path) -> dict[str, pd.DataFrame]:
         con.close()
 
 
-def _read(db: Path, req: ViewRequest) -> tuple[queries.ViewData, queries.HealthData]:
-    with queries.open_readonly(db) as con:
-        return queries.load_snapshot(con, req, db)
+def _read(db: Path, req: ViewRequest) -> tuple[pair_view.ViewData, pipeline_health.HealthData]:
+    with dbio.open_readonly(db) as con:
+        return snapshot.load_snapshot(con, req, db)
 
 
 def _req(lookback: str, tf: str = "1s") -> ViewRequest:
@@ -74,12 +78,12 @@ def _req(lookback: str, tf: str = "1s") -> ViewRequest:
 )
 def test_parse_pair_rejects_bad_names(text: str) -> None:
     with pytest.raises(ValueError, match="pair"):
-        queries.parse_pair(text)
+        pair_view.parse_pair(text)
 
 
 def test_parse_pair_accepts_binance_names() -> None:
-    assert queries.parse_pair("BTCUSDT/ETHUSDT") == ("BTCUSDT", "ETHUSDT")
-    assert queries.parse_pair("BTCUSD_PERP/ETHUSD_PERP") == ("BTCUSD_PERP", "ETHUSD_PERP")
+    assert pair_view.parse_pair("BTCUSDT/ETHUSDT") == ("BTCUSDT", "ETHUSDT")
+    assert pair_view.parse_pair("BTCUSD_PERP/ETHUSD_PERP") == ("BTCUSD_PERP", "ETHUSD_PERP")
 
 
 def test_view_request_validates_what_reaches_sql() -> None:
@@ -95,18 +99,18 @@ def test_view_request_validates_what_reaches_sql() -> None:
 @pytest.mark.parametrize("lookback", list(LOOKBACKS))
 def test_bucket_keeps_views_under_the_point_cap(tf: str, lookback: str) -> None:
     span = LOOKBACKS[lookback]
-    bucket = queries.choose_bucket_s(span, tf)
+    bucket = pair_view.choose_bucket_s(span, tf)
     tf_s = {"1s": 1, "1m": 60, "5m": 300}[tf]
     assert bucket >= tf_s
     assert bucket % tf_s == 0
-    assert span.total_seconds() / bucket <= queries.MAX_POINTS
+    assert span.total_seconds() / bucket <= pair_view.MAX_POINTS
     assert 86_400 % bucket == 0  # buckets align to UTC days
 
 
 def test_bucket_is_the_timeframe_when_no_downsampling_is_needed() -> None:
-    assert queries.choose_bucket_s(timedelta(minutes=15), "1s") == 1
-    assert queries.choose_bucket_s(timedelta(hours=1), "1m") == 60
-    assert queries.choose_bucket_s(timedelta(days=3), "5m") == 300
+    assert pair_view.choose_bucket_s(timedelta(minutes=15), "1s") == 1
+    assert pair_view.choose_bucket_s(timedelta(hours=1), "1m") == 60
+    assert pair_view.choose_bucket_s(timedelta(days=3), "5m") == 300
 
 
 @pytest.mark.parametrize(
@@ -117,7 +121,7 @@ def test_bucket_is_the_timeframe_when_no_downsampling_is_needed() -> None:
 def test_source_tf_is_the_coarsest_that_divides_the_bucket(
     tf: str, bucket: int, expected: str
 ) -> None:
-    assert queries.source_tf(tf, bucket) == expected
+    assert pair_view.source_tf(tf, bucket) == expected
 
 
 # --------------------------------------------------------------------------- pair view
@@ -166,7 +170,7 @@ def test_downsampled_bars_equal_an_independent_resample(
             trades=("trades", "sum"),
         )
         got = view.leg(sym).set_index("t")
-        assert len(got) <= queries.MAX_POINTS
+        assert len(got) <= pair_view.MAX_POINTS
         assert list(got.index) == list(want.index)  # whole buckets only
         for col in ("open", "high", "low", "close", "trades"):
             np.testing.assert_allclose(got[col], want[col], rtol=1e-12)
@@ -182,7 +186,7 @@ def test_downsampled_analytics_keep_the_last_row_and_the_z_range(
     one = one[(one["ts"] >= view.start) & (one["ts"] <= view.end)]
     grouped = one.groupby(one["ts"].dt.floor(f"{view.bucket_s}s"))
     got = view.analytics.set_index("t")
-    assert len(got) == grouped.ngroups <= queries.MAX_POINTS
+    assert len(got) == grouped.ngroups <= pair_view.MAX_POINTS
     last = grouped.last()
     for col in ("beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue"):
         np.testing.assert_array_equal(got[col].to_numpy(), last[col].to_numpy())
@@ -191,11 +195,11 @@ def test_downsampled_analytics_keep_the_last_row_and_the_z_range(
     np.testing.assert_array_equal(got["rows"], grouped.size())
 
 
-def test_sigma_is_the_stored_spread_std(db: Path) -> None:
+def test_bands_use_the_stored_spread_std(db: Path) -> None:
     view, _ = _read(db, _req("15 min"))
     ana = view.analytics
-    np.testing.assert_allclose(ana["sigma"] * ana["zscore"], ana["spread"], rtol=1e-9)
-    assert (ana["sigma"] > 0).all()
+    np.testing.assert_allclose(ana["spread_std"] * ana["zscore"], ana["spread"], rtol=1e-9)
+    assert (ana["spread_std"] > 0).all()
 
 
 def test_latest_and_kpi_inputs(db: Path, raw: dict[str, pd.DataFrame]) -> None:
@@ -222,8 +226,8 @@ def test_signals_in_the_view(db: Path, raw: dict[str, pd.DataFrame]) -> None:
         & (sig["ts"] >= view.start)
         & (sig["ts"] <= view.end)
     ]
-    assert len(view.signals) == min(len(want), queries.MAX_SIGNALS) > 0
-    assert set(view.signals["kind"]) <= set(queries.SIGNAL_KINDS)
+    assert len(view.signals) == min(len(want), pair_view.MAX_SIGNALS) > 0
+    assert set(view.signals["kind"]) <= set(schema.SIGNAL_KINDS)
 
 
 @pytest.mark.parametrize("tf", ["1m", "5m"])
@@ -237,7 +241,7 @@ def test_coarser_timeframes(db: Path, tf: str) -> None:
 
 def test_view_table_is_the_csv_of_the_view(db: Path, tmp_path: Path) -> None:
     view, _ = _read(db, _req("30 min"))
-    table = queries.view_table(view)
+    table = export.view_table(view)
     assert table.columns[0] == "time"
     for col in ("BTCUSDT_close", "ETHUSDT_close", "beta", "zscore", "eg_pvalue"):
         assert col in table.columns
@@ -265,9 +269,9 @@ def test_lookback_is_measured_from_the_newest_bar_not_now(tmp_path: Path) -> Non
 
 def test_health(db: Path) -> None:
     _, health = _read(db, _req("15 min"))
-    assert set(health.row_counts) == set(queries.TABLES)
+    assert set(health.row_counts) == set(schema.TABLES)
     assert health.row_counts["bars"] > 300_000
-    assert health.db_bytes == queries.db_size_bytes(db) > 0
+    assert health.db_bytes == pipeline_health.db_size_bytes(db) > 0
     assert health.rate_source == "pipeline_stats"
     assert health.latest_rate is not None
     assert health.latest_rate > 0
@@ -297,15 +301,15 @@ def test_health_falls_back_to_bar_trades_without_stats(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(queries.DatabaseMissingError, match="No database"):
-        queries.connect_readonly(tmp_path / "nope.db")
+    with pytest.raises(dbio.DatabaseMissingError, match="No database"):
+        dbio.connect_readonly(tmp_path / "nope.db")
 
 
 def test_not_a_duckdb_file(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not a database" * 1000)
-    with pytest.raises(queries.DatabaseUnreadableError, match="Cannot open"):
-        queries.connect_readonly(path)
+    with pytest.raises(dbio.DatabaseUnreadableError, match="Cannot open"):
+        dbio.connect_readonly(path)
 
 
 def test_file_without_tables(tmp_path: Path) -> None:
@@ -315,8 +319,8 @@ def test_file_without_tables(tmp_path: Path) -> None:
     assert not view.has_bars
     assert view.newest_bar_end is None
     assert health.row_counts == {}
-    with queries.open_readonly(path) as con:
-        assert queries.list_pairs(con) == []
+    with dbio.open_readonly(path) as con:
+        assert pair_view.list_pairs(con) == []
 
 
 def test_empty_tables(tmp_path: Path) -> None:
@@ -334,8 +338,8 @@ def test_empty_tables(tmp_path: Path) -> None:
 
 
 def test_pair_with_no_rows(db: Path) -> None:
-    with queries.open_readonly(db) as con:
-        view = queries.load_view(con, ViewRequest("XRPUSDT", "ADAUSDT", "1s", timedelta(hours=1)))
+    with dbio.open_readonly(db) as con:
+        view = pair_view.load_view(con, ViewRequest("XRPUSDT", "ADAUSDT", "1s", timedelta(hours=1)))
     assert view.newest_bar_end is None
     assert not view.has_bars
 
@@ -352,13 +356,17 @@ def test_list_pairs_from_analytics_then_bars(tmp_path: Path) -> None:
         "FROM analytics LIMIT 1"
     )
     con.close()
-    with queries.open_readonly(path) as con:
-        assert queries.list_pairs(con) == ["BTCUSDT/ETHUSDT", "BTCUSDT/SOLUSDT"]
+    with dbio.open_readonly(path) as con:
+        assert pair_view.list_pairs(con) == ["BTCUSDT/ETHUSDT", "BTCUSDT/SOLUSDT"]
     con = duckdb.connect(str(path))
     con.execute("DELETE FROM analytics")
     con.close()
-    with queries.open_readonly(path) as con:
-        assert queries.list_pairs(con) == ["BTCUSDT/ETHUSDT", "BTCUSDT/SOLUSDT", "ETHUSDT/SOLUSDT"]
+    with dbio.open_readonly(path) as con:
+        assert pair_view.list_pairs(con) == [
+            "BTCUSDT/ETHUSDT",
+            "BTCUSDT/SOLUSDT",
+            "ETHUSDT/SOLUSDT",
+        ]
 
 
 # --------------------------------------------------------------------------- locking
@@ -396,8 +404,8 @@ def test_locked_database_gives_a_friendly_error(tmp_path: Path) -> None:
     holder = _hold(path, 5.0)
     try:
         t0 = time.monotonic()
-        with pytest.raises(queries.DatabaseLockedError, match="locked by another process"):
-            queries.connect_readonly(path, timeout_s=0.5)
+        with pytest.raises(dbio.DatabaseLockedError, match="locked by another process"):
+            dbio.connect_readonly(path, timeout_s=0.5)
         assert time.monotonic() - t0 < 2.0
     finally:
         _release(holder)
@@ -408,8 +416,8 @@ def test_reader_gets_in_when_the_writer_lets_go(tmp_path: Path) -> None:
     holder = _hold(path, 0.6)
     try:
         t0 = time.monotonic()
-        with queries.open_readonly(path, timeout_s=5.0) as con:
-            view = queries.load_view(con, _req("15 min"))
+        with dbio.open_readonly(path, timeout_s=5.0) as con:
+            view = pair_view.load_view(con, _req("15 min"))
         waited = time.monotonic() - t0
         assert view.has_bars
         assert 0.2 < waited < 3.0
@@ -428,28 +436,35 @@ def test_connection_is_closed_after_a_read(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- redis
 
 
-def test_redis_stream_lengths() -> None:
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+def test_redis_stream_lengths_use_the_tee_key_prefix(redis_prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
     except redis.ConnectionError:
         pytest.fail("no Redis at 127.0.0.1:6379: start redis-server (bin/test does)")
     sym = "ZZ" + uuid.uuid4().hex[:10].upper()
+    key = stream_key(sym, redis_prefix)
     try:
         for i in range(3):
-            client.xadd(f"ticks:{sym}", {"p": "1", "q": "1", "m": "0"}, id=f"{1000 + i}-{i}")
-        got = queries.redis_stream_lengths("redis://127.0.0.1:6379/0", [sym, sym + "X"])
-        assert got == {sym: 3, sym + "X": 0}
+            client.xadd(key, {"p": "1", "q": "1", "m": "0"}, id=f"{1000 + i}-{i}")
+        client.xadd(f"ticks:{sym}", {"p": "1", "q": "1", "m": "0"}, id="1-1")  # not ours
+        got = redis_streams.redis_stream_lengths(
+            REDIS_URL, [sym, sym + "X", "bad sym"], redis_prefix
+        )
+        assert got == {key: 3, stream_key(sym + "X", redis_prefix): 0}
     finally:
-        client.delete(f"ticks:{sym}")
+        client.delete(key, f"ticks:{sym}")
         client.close()
 
 
-def test_redis_unreachable_is_a_friendly_error() -> None:
+def test_redis_unreachable_is_a_friendly_error_without_the_password() -> None:
     t0 = time.monotonic()
-    with pytest.raises(queries.DashboardDataError, match="unreachable"):
-        queries.redis_stream_lengths("redis://127.0.0.1:1/0", ["BTCUSDT"])
+    url = "redis://:pw-s3cret-42@127.0.0.1:1/0"
+    with pytest.raises(dbio.DashboardDataError, match="unreachable") as info:
+        redis_streams.redis_stream_lengths(url, ["BTCUSDT"])
     assert time.monotonic() - t0 < 2.0
+    assert "pw-s3cret-42" not in str(info.value)
+    assert "redis://:***@127.0.0.1:1/0" in str(info.value)
 
 
 # --------------------------------------------------------------------------- figures
@@ -476,7 +491,7 @@ def test_figures_are_valid_and_small(db: Path, lookback: str, tf: str) -> None:
         as_dict = _check(fig)
         assert as_dict["data"], name
         for trace in as_dict["data"]:
-            assert len(trace.get("x", [])) <= queries.MAX_POINTS, name
+            assert len(trace.get("x", [])) <= pair_view.MAX_POINTS, name
     z = figs["zscore"].to_dict()
     levels = sorted(s["y0"] for s in z["layout"]["shapes"])
     assert levels == [-2.0, -0.5, 0.0, 0.5, 2.0]
@@ -520,7 +535,7 @@ def test_figure_time_axis_is_epoch_ms(db: Path) -> None:
 # --------------------------------------------------------------------------- bucket cache
 
 
-def _frames_equal(a: queries.ViewData, b: queries.ViewData) -> None:
+def _frames_equal(a: pair_view.ViewData, b: pair_view.ViewData) -> None:
     assert a.start == b.start
     assert a.end == b.end
     pd.testing.assert_frame_equal(a.bars, b.bars)
@@ -540,10 +555,10 @@ def test_cached_buckets_equal_a_fresh_read_as_data_arrives(tmp_path: Path) -> No
     con.execute("DELETE FROM signals WHERE ts >= ?", [cutoff])
     con.close()
     req = _req("1 day")
-    queries.BUCKETS.clear()
+    cache.BUCKETS.clear()
     before, _ = _read(path, req)
     assert before.downsampled
-    assert queries.BUCKETS.misses >= 2
+    assert cache.BUCKETS.misses >= 2
 
     con = duckdb.connect(str(path))
     con.execute(f"ATTACH '{full}' AS src (READ_ONLY)")
@@ -559,11 +574,11 @@ def test_cached_buckets_equal_a_fresh_read_as_data_arrives(tmp_path: Path) -> No
     )
     con.close()
 
-    hits = queries.BUCKETS.hits
-    with queries.open_readonly(path) as con:
-        cached = queries.load_view(con, req)
-        fresh = queries.load_view(con, req, use_cache=False)
-    assert queries.BUCKETS.hits >= hits + 2
+    hits = cache.BUCKETS.hits
+    with dbio.open_readonly(path) as con:
+        cached = pair_view.load_view(con, req)
+        fresh = pair_view.load_view(con, req, use_cache=False)
+    assert cache.BUCKETS.hits >= hits + 2
     assert cached.end is not None
     assert before.end is not None
     assert cached.end > before.end
@@ -573,23 +588,23 @@ def test_cached_buckets_equal_a_fresh_read_as_data_arrives(tmp_path: Path) -> No
 def test_cache_expires_and_is_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = generate_db(tmp_path / "a.db", GenSpec(seconds=7_200, end=END))
     req = _req("1 h")
-    queries.BUCKETS.clear()
+    cache.BUCKETS.clear()
     _read(path, req)
-    monkeypatch.setattr(queries.BUCKETS, "max_age_s", 0.0)
-    misses = queries.BUCKETS.misses
+    monkeypatch.setattr(cache.BUCKETS, "max_age_s", 0.0)
+    misses = cache.BUCKETS.misses
     again, _ = _read(path, req)
-    assert queries.BUCKETS.misses >= misses + 2  # expired: read in full
-    with queries.open_readonly(path) as con:
-        _frames_equal(again, queries.load_view(con, req, use_cache=False))
+    assert cache.BUCKETS.misses >= misses + 2  # expired: read in full
+    with dbio.open_readonly(path) as con:
+        _frames_equal(again, pair_view.load_view(con, req, use_cache=False))
 
 
 def test_health_can_be_reused_between_refreshes(tmp_path: Path) -> None:
     path = generate_db(tmp_path / "h.db", GenSpec(seconds=900, end=END))
     req = _req("15 min")
-    with queries.open_readonly(path) as con:
-        _, first = queries.load_snapshot(con, req, path, health_max_age_s=60)
-        _, reused = queries.load_snapshot(con, req, path, health_max_age_s=60)
-        _, fresh = queries.load_snapshot(con, req, path)
+    with dbio.open_readonly(path) as con:
+        _, first = snapshot.load_snapshot(con, req, path, health_max_age_s=60)
+        _, reused = snapshot.load_snapshot(con, req, path, health_max_age_s=60)
+        _, fresh = snapshot.load_snapshot(con, req, path)
     assert reused is first
     assert fresh is not first
     assert fresh.row_counts == first.row_counts
