@@ -127,7 +127,14 @@ def build(
             pvalue_every=settings.pvalue_every,
             kalman_delta=settings.kalman_delta,
         )
-        to_db += [analytics.rows, analytics.signals, analytics.stats]
+        # analytics.signals (the old entry/exit machine) are no longer written: the
+        # signals table is the strategies' (keyed by strategy, DESIGN "Strategies")
+        to_db += [analytics.rows, analytics.stats]
+        if settings.strategies:  # paper strategies (operators/strategies.py)
+            from operators.strategies import reset_changed_strategies, strategies_op
+
+            reset_changed_strategies(settings.db_path, settings.strategies)
+            to_db.append(strategies_op("strategies", analytics.rows, settings.strategies))
         if len(settings.pairs) > 1:  # the pair scanner (DESIGN "Pair scanner")
             from operators.scan import pair_scan
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,10 +35,11 @@ from operators.strategies import (
     strategies_op,
 )
 from pairflow.records import AnalyticsRow, Retract, RetractFrom, Signal, Stat
-from pairflow.strategies.params import StrategyParams
+from pairflow.strategies.params import StrategyParams, parse_strategies
 from pairflow.strategies.rules import EquityPoint, StrategyStats, StrategyTrade
 from pairflow.testing.strategy_reference import STATS_COLUMNS, TRADE_COLUMNS, reference_run
 from pairflow.timeutil import TF_MS
+from tests.flowutil import run_flow, settings_for
 
 S1 = StrategyParams(name="a", entry=1.5, exit=0.3, stop=3.0, fee_bps=10.0)
 S2 = StrategyParams(name="b", entry=1.0, exit=0.0, stop=0.0, max_hold=7, fee_bps=2.0)
@@ -343,3 +347,130 @@ def test_operator_in_a_flow_with_an_amended_row() -> None:
     assert not any(k[1:4] == (PAIR, "1s", rows[50].ts_ms) for k in tables["signals"])
     assert any(k[3] == rows[90].ts_ms for k in tables["signals"])
     assert set(tables["strategies"]) == {("a",), ("b",)}
+
+
+# ------------------------------------------------------------- the whole flow into DuckDB
+
+RECORDING = (
+    Path(__file__).resolve().parents[1]
+    / "data"
+    / "recordings"
+    / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
+)
+FLOW_STRATEGIES = (
+    "o:model=ols,entry=1.5,exit=0.25,stop=3.5,fee_bps=5;"
+    "k:model=kalman,entry=1.5,exit=0.5,stop=0,max_hold=30,fee_bps=5"
+)
+
+
+def _ms(s: pd.Series) -> np.ndarray:
+    return (
+        (s.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ms]"))
+        .astype("int64")
+        .to_numpy()
+    )
+
+
+def db_tables(db: Path) -> dict[str, dict[tuple[Any, ...], Any]]:
+    """The strategy tables of a DuckDB file as the records they hold (for the comparison)."""
+    out: dict[str, dict[tuple[Any, ...], Any]] = {t: {} for t in KEYS}
+    with duckdb.connect(str(db), read_only=True) as con:
+        sig = con.execute("SELECT * FROM signals").df()
+        tr = con.execute("SELECT * FROM strategy_trades").df()
+        eq = con.execute("SELECT * FROM strategy_equity").df()
+        st = con.execute("SELECT * FROM strategy_stats").df()
+        defs = con.execute("SELECT * FROM strategies").fetchall()
+    for r, ts in zip(sig.to_dict("records"), _ms(sig["ts"]), strict=True):
+        rec = Signal(r["pair"], r["tf"], int(ts), r["kind"], r["zscore"], r["strategy"])
+        out["signals"][(rec.strategy, rec.pair, rec.tf, rec.ts_ms, rec.kind)] = rec
+    for r, a, b in zip(tr.to_dict("records"), _ms(tr["entry_ts"]), _ms(tr["exit_ts"]), strict=True):
+        vals = {k: v for k, v in r.items() if k not in ("entry_ts", "exit_ts")}
+        t = StrategyTrade(entry_ts_ms=int(a), exit_ts_ms=int(b), **vals)
+        out["strategy_trades"][(t.strategy, t.pair, t.tf, t.entry_ts_ms)] = t
+    for r, ts in zip(eq.to_dict("records"), _ms(eq["ts"]), strict=True):
+        e = EquityPoint(r["strategy"], r["pair"], r["tf"], int(ts), r["position"], r["equity"])
+        out["strategy_equity"][(e.strategy, e.pair, e.tf, e.ts_ms)] = e
+    for r, ts in zip(st.to_dict("records"), _ms(st["ts"]), strict=True):
+        vals = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in r.items()
+            if k != "ts"
+        }
+        s = StrategyStats(ts_ms=int(ts), **vals)
+        out["strategy_stats"][(s.strategy, s.pair, s.tf)] = s
+    for name, params in defs:
+        out["strategies"][(name,)] = StrategyDef(name, params)
+    return out
+
+
+def db_analytics_rows(db: Path) -> list[AnalyticsRow]:
+    """The final ``analytics`` table as rows (only the columns the strategies read)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        df = con.execute("SELECT * FROM analytics ORDER BY pair, tf, ts").df()
+    ts = _ms(df["ts"])
+    names = {f.name for f in dataclasses.fields(AnalyticsRow)}
+    rows = []
+    for r, t in zip(df.to_dict("records"), ts, strict=True):
+        vals = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in r.items()
+            if k in names
+        }
+        rows.append(AnalyticsRow(ts_ms=int(t), **vals))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("strategies") / "flow.db"
+    settings = settings_for(
+        db,
+        source=f"replay:{RECORDING}",
+        replay_speed="max",
+        windows="1s=60",
+        strategies=FLOW_STRATEGIES,
+    )
+    run_flow(settings)
+    return db
+
+
+def test_flow_tables_equal_the_reference_on_the_final_analytics(replayed: Path) -> None:
+    rows = db_analytics_rows(replayed)
+    strategies = parse_strategies(FLOW_STRATEGIES)
+    tables = db_tables(replayed)
+    n = assert_matches_reference(tables, rows, strategies)
+    print(f"\nflow vs reference: {len(rows)} analytics rows, compared {n}")
+    assert n["trades"] >= 10 and n["equity"] == 2 * len(rows)
+    assert {k[0] for k in tables["strategy_trades"]} >= {"o"}
+    assert tables["strategies"][("o",)].params == strategies[0].params_json()
+    if any(r.kalman_zscore is not None for r in rows):
+        assert any(k[0] == "k" for k in tables["strategy_trades"])
+
+
+def test_rerun_with_other_thresholds_keeps_only_the_new_signals(
+    replayed: Path, tmp_path: Path
+) -> None:
+    """Issue 11 (e): thresholds changed between two runs into one DB."""
+    db = tmp_path / "rerun.db"
+    shutil.copy(replayed, db)
+    first = db_tables(db)
+    assert any(k[0] == "o" for k in first["signals"])
+    changed = "o:model=ols,entry=2.5,exit=0,stop=0,fee_bps=5"  # 'k' dropped, 'o' changed
+    settings = settings_for(
+        db, source=f"replay:{RECORDING}", replay_speed="max", windows="1s=60", strategies=changed
+    )
+    run_flow(settings)
+    tables = db_tables(db)
+    rows = db_analytics_rows(db)
+    assert_matches_reference(tables, rows, parse_strategies(changed))
+    assert set(tables["signals"]) != {k for k in first["signals"] if k[0] == "o"}
+    assert tables["strategies"][("o",)].params == parse_strategies(changed)[0].params_json()
+    # 'k' was not re-run: its rows and stored params stay as they were
+    assert {k: v for k, v in tables["signals"].items() if k[0] == "k"} == {
+        k: v for k, v in first["signals"].items() if k[0] == "k"
+    }
+    # the same parameters again: nothing is deleted, the same rows remain
+    run_flow(settings)
+    again = db_tables(db)
+    assert again["signals"] == tables["signals"]
+    assert again["strategy_trades"] == tables["strategy_trades"]
