@@ -47,6 +47,11 @@ class BinanceConfig:
         tuning: ``key=value,...`` overrides of the source's timeouts and limits
             (see ``sources.binance.tuning.BinanceTuning``).
         api_key: Optional API key sent on REST calls (never logged or shown).
+        warmup: ``auto`` (W+1 intervals per analysed timeframe), ``off``, or a span
+            in seconds (``PAIRFLOW_WARMUP=6h`` -> ``"21600"``) of history fetched
+            from REST on a start without a recovery snapshot.
+        record: ``PAIRFLOW_RECORD``: path of an NDJSON(.gz) file the live source
+            writes every trade it emits to (empty: no recording).
     """
 
     ws: str = BINANCE_WS_DEFAULT
@@ -54,6 +59,8 @@ class BinanceConfig:
     streams_per_connection: int = 1024
     tuning: str = ""
     api_key: str | None = field(default=None, repr=False)
+    warmup: str = "auto"
+    record: str = ""
 
     kind = "binance"
 
@@ -171,7 +178,36 @@ def _parse_binance(arg: str, raw: Mapping[str, str]) -> BinanceConfig:
         ),
         tuning=raw["BINANCE_TUNING"].strip(),
         api_key=raw["BINANCE_API_KEY"].strip() or None,
+        warmup=parse_warmup(raw.get("WARMUP", "auto")),
+        record=raw.get("RECORD", "").strip(),
     )
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_warmup(text: str) -> str:
+    """``PAIRFLOW_WARMUP``: ``auto``, ``off`` or a duration (``90s``, ``30m``, ``6h``, ``2d``).
+
+    Returns:
+        ``auto``, ``off`` or the duration in whole seconds as text.
+    """
+    value = text.strip().lower()
+    if value in ("auto", "off"):
+        return value
+    unit = _DURATION_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not (0 < seconds <= 366 * 86400):
+        msg = (
+            f"PAIRFLOW_WARMUP: {text!r} is not auto, off or a duration like 90s, 30m, 6h, 2d "
+            "(at most a year)"
+        )
+        raise ConfigError(msg)
+    return str(int(seconds))
 
 
 def _build_binance(config: BinanceConfig, settings: Settings) -> Source[Any]:
@@ -295,6 +331,8 @@ KINDS: dict[str, SourceKind] = {
                 "STREAMS_PER_CONNECTION": "1024",
                 "BINANCE_TUNING": "",
                 "BINANCE_API_KEY": "",
+                "WARMUP": "auto",
+                "RECORD": "",
             },
             _parse_binance,
             _build_binance,

@@ -27,7 +27,7 @@ import pytest
 
 from pairflow.records import Gap
 from sources.binance import BinanceTuning
-from tests.fakes import LiveRun, run_live
+from tests.fakes import LiveRun, binance_settings, run_live
 from tests.fakes.fake_binance import MALFORMED, FakeBinance, Faults
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,10 +348,8 @@ def test_resume_from_snapshot_backfills_what_was_missed() -> None:
             time.sleep(0.01)
         resume = {s: fake.happened_ids(s)[100] for s in SYMS}
         stop = threading.Event()
-        source = BinanceSource(
-            symbols=list(SYMS), ws_url=fake.ws_url, rest_url=fake.rest_url,
-            stats_every_s=0.5, tuning=FAST, stop_event=stop,
-        )  # fmt: skip
+        settings = binance_settings(fake.ws_url, fake.rest_url, SYMS, tuning=FAST)
+        source = BinanceSource(settings, stop_event=stop)
         assert source.list_parts() == ["binance-0"]
         # trades that happened before the partition exists can only come by backfill
         before = {s: len(fake.happened_ids(s)) for s in SYMS}
@@ -400,10 +398,9 @@ def test_unreachable_exchange_logs_state_changes_not_a_flood(
     caplog.set_level(logging.DEBUG, logger="sources.binance")
     stop = threading.Event()
     tuning = replace(FAST, backoff_base_s=0.05, backoff_cap_s=0.2, remind_every_s=1.0)
-    source = BinanceSource(
-        symbols=["BTCUSDT"], ws_url=f"ws://127.0.0.1:{port}", rest_url=f"http://127.0.0.1:{port}",
-        tuning=tuning, stop_event=stop,
-    )  # fmt: skip
+    url = f"127.0.0.1:{port}"
+    settings = binance_settings(f"ws://{url}", f"http://{url}", ["BTCUSDT"], tuning=tuning)
+    source = BinanceSource(settings, stop_event=stop, check_symbols=False)
     part = source.build_part("in", "binance-0", None)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 2.5:

@@ -28,15 +28,16 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
-import sources.binance as binance_mod
+import sources.binance.connection as connection_mod
 from pairflow.backoff import Backoff, ReconnectTracker, SlidingWindowLimiter, TokenBucket
 from pairflow.config import ConfigError, Settings
 from pairflow.records import Gap
 from sources.binance import BinanceSource, BinanceTuning, stream_url
-from sources.binance.rest import HistoricalTradesClient, RestGate, RestUnavailable
+from pairflow.records import Tick
+from sources.binance.rest import RestClient, RestGate, RestUnavailable
 from sources.binance.sequencer import TradeSequencer, backfill_frame, classify_frame
 from sources.registry import BinanceConfig
-from tests.fakes import run_live, split_items
+from tests.fakes import binance_settings, run_live, split_items
 from tests.fakes.fake_binance import MALFORMED, FakeBinance, Faults
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,10 +208,13 @@ def run_runner(
             stop.set()
             await asyncio.sleep(0.2)  # let the stop watcher see it
 
-    monkeypatch.setattr(binance_mod, "connect", fake_connect)
+    monkeypatch.setattr(connection_mod, "connect", fake_connect)
+    settings = binance_settings(
+        f"ws://fake-{id(clock)}", "http://127.0.0.1:9", ["BTCUSDT"], tuning=tuning
+    )
     source = BinanceSource(
-        symbols=["BTCUSDT"], ws_url=f"ws://fake-{id(clock)}", rest_url="http://127.0.0.1:9",
-        tuning=tuning, clock=clock, sleep=fake_sleep, rng=random.Random(11), stop_event=stop,
+        settings, clock=clock, sleep=fake_sleep, rng=random.Random(11), stop_event=stop,
+        check_symbols=False,
     )  # fmt: skip
     part = source.build_part("in", "binance-0", None)
     items: list[Any] = []
@@ -284,6 +288,10 @@ def test_runner_connects_after_failures_then_reconnects_after_a_close(
 # ----- sequencing ---------------------------------------------------------------------------
 
 
+def tk(tid: int, qty: str = "1.0") -> Tick:
+    return Tick("BTCUSDT", tid, 1.0, float(qty), 5, 5, True, "1.0", qty)
+
+
 def collect() -> tuple[list[tuple[object, str | None, int | None]], TradeSequencer]:
     out: list[tuple[object, str | None, int | None]] = []
     seq = TradeSequencer(["BTCUSDT"], lambda item, s, t: out.append((item, s, t)))
@@ -292,22 +300,21 @@ def collect() -> tuple[list[tuple[object, str | None, int | None]], TradeSequenc
 
 def test_sequencer_orders_dedupes_and_holds_across_a_gap() -> None:
     out, seq = collect()
-    assert not seq.on_trade("BTCUSDT", 10, "f10")
-    assert not seq.on_trade("BTCUSDT", 11, "f11")
-    assert not seq.on_trade("BTCUSDT", 11, "dup")
-    assert seq.on_trade("BTCUSDT", 15, "f15"), "a jump past last+1 asks for a backfill"
-    assert not seq.on_trade("BTCUSDT", 16, "f16")  # held
-    assert not seq.on_trade("BTCUSDT", 14, "f14-old-conn")  # held (overlapping connection)
+    assert not seq.on_trade(tk(10))
+    assert not seq.on_trade(tk(11))
+    assert not seq.on_trade(tk(11))
+    assert seq.on_trade(tk(15)), "a jump past last+1 asks for a backfill"
+    assert not seq.on_trade(tk(16))  # held
+    assert not seq.on_trade(tk(14))  # held (overlapping connection)
     assert [t for _, _, t in out] == [10, 11]
     seq.drain("BTCUSDT")
     assert seq.next_gap("BTCUSDT") == (12, 13)
     for tid in (12, 13):
-        row = {"id": tid, "price": "1.0", "qty": "2.0", "time": 5, "isBuyerMaker": True}
-        assert seq.emit_backfilled("BTCUSDT", row)
+        assert seq.emit_backfilled(tk(tid, "2.0")) == 1
     seq.drain("BTCUSDT")
     assert seq.next_gap("BTCUSDT") is None
     seq.release("BTCUSDT")
-    assert not seq.on_trade("BTCUSDT", 17, "f17")
+    assert not seq.on_trade(tk(17))
     assert [t for _, _, t in out] == [10, 11, 12, 13, 14, 15, 16, 17]
     assert seq.counters.duplicates_dropped_total == 1
     assert seq.counters.trades_backfilled_total == 2
@@ -317,7 +324,7 @@ def test_sequencer_orders_dedupes_and_holds_across_a_gap() -> None:
 def test_sequencer_resume_and_unfillable_gap() -> None:
     out, seq = collect()
     seq.resume({"BTCUSDT": 100, "XRPUSDT": 5})
-    assert seq.on_trade("BTCUSDT", 105, "f105")
+    assert seq.on_trade(tk(105))
     seq.drain("BTCUSDT")
     assert seq.next_gap("BTCUSDT") == (101, 104)
     seq.skip_to("BTCUSDT", 104)
@@ -372,7 +379,7 @@ def test_tuning_overrides_parse_and_validate() -> None:
 
 def test_shards_and_urls() -> None:
     syms = [f"S{i:04d}USDT" for i in range(2500)]
-    src = BinanceSource(symbols=syms, ws_url="ws://h", rest_url="http://h")
+    src = BinanceSource(binance_settings("ws://h", "http://h", syms))
     assert src.list_parts() == ["binance-0", "binance-1", "binance-2"]
     assert [len(s) for s in src.shards] == [1024, 1024, 452]
     small = BinanceSource(
@@ -386,16 +393,17 @@ def test_shards_and_urls() -> None:
     assert small.rest_url == "https://api.binance.com"
     url = stream_url("wss://data-stream.binance.vision/", ["BTCUSDT", "ethusdt"])
     assert url == "wss://data-stream.binance.vision/stream?streams=btcusdt@trade/ethusdt@trade"
-    big = BinanceSource(symbols=syms[:10], streams_per_connection=5000)
+    big = BinanceSource(
+        binance_settings("ws://h", "http://h", syms[:10], streams_per_connection=5000)
+    )
     assert big.streams_per_connection == 1024
 
 
 def test_next_batch_never_blocks_and_idle_source_sleeps() -> None:
     with FakeBinance(HEAD, speed=1.0, start="manual") as fake:
         stop = threading.Event()
-        src = BinanceSource(
-            symbols=list(SYMS), ws_url=fake.ws_url, rest_url=fake.rest_url, stop_event=stop
-        )
+        settings = binance_settings(fake.ws_url, fake.rest_url, SYMS, stats_every_s=5.0)
+        src = BinanceSource(settings, stop_event=stop)
         part = src.build_part("in", "binance-0", None)
         worst = 0.0
         for _ in range(50):
@@ -462,18 +470,16 @@ def test_gap_records_describe_filled_gaps() -> None:
 # ----- REST client --------------------------------------------------------------------------
 
 
-async def _fetch(fake: FakeBinance, **kw: Any) -> tuple[list[dict[str, Any]] | None, float, str]:
+async def _fetch(fake: FakeBinance, **kw: Any) -> tuple[list[Tick] | None, float, str]:
     import aiohttp
 
     gate = RestGate(TokenBucket(1e6, 1e6, time.monotonic()))
     async with aiohttp.ClientSession() as session:
-        client = HistoricalTradesClient(
-            fake.rest_url, session, gate, backoff=Backoff(0.05, 0.1), **kw
-        )
+        client = RestClient(fake.rest_url, session, gate, backoff=Backoff(0.05, 0.1), **kw)
         first = fake.happened_ids("BTCUSDT")[0]
         t0 = time.monotonic()
         try:
-            rows = await client.fetch("BTCUSDT", first, 1000)
+            rows = await client.historical_trades("BTCUSDT", first, 1000)
         except RestUnavailable as exc:
             return None, time.monotonic() - t0, str(exc)
         return rows, time.monotonic() - t0, ""
@@ -491,7 +497,11 @@ def test_rest_rows_have_binance_shape_and_paging() -> None:
         rows, _, err = asyncio.run(_fetch(fake))
         assert rows is not None, err
         assert len(rows) == 1000, "one page"
-        assert set(rows[0]) == {
+        raw = urllib.request.urlopen(
+            f"{fake.rest_url}/api/v3/historicalTrades?symbol=BTCUSDT&fromId={rows[0].trade_id}&limit=1",
+            timeout=5,
+        ).read()
+        assert set(orjson.loads(raw)[0]) == {
             "id",
             "price",
             "qty",
@@ -500,7 +510,7 @@ def test_rest_rows_have_binance_shape_and_paging() -> None:
             "isBuyerMaker",
             "isBestMatch",
         }
-        assert [r["id"] for r in rows] == fake.recorded_ids("BTCUSDT")[:1000]
+        assert [r.trade_id for r in rows] == fake.recorded_ids("BTCUSDT")[:1000]
         body = urllib.request.urlopen(f"{fake.rest_url}/api/v3/ping", timeout=5).read()
         assert body == b"{}"
         t = orjson.loads(urllib.request.urlopen(f"{fake.rest_url}/api/v3/time", timeout=5).read())
@@ -536,9 +546,9 @@ def test_rest_5xx_retries_until_give_up_and_4xx_fails_fast() -> None:
         try:
             gate = RestGate(TokenBucket(1e6, 1e6, time.monotonic()))
             async with aiohttp.ClientSession() as session:
-                client = HistoricalTradesClient(fake2.rest_url, session, gate)
+                client = RestClient(fake2.rest_url, session, gate)
                 with pytest.raises(RestUnavailable, match="HTTP 400") as info:
-                    await client.fetch("NOPEUSDT", 1, 10)
+                    await client.historical_trades("NOPEUSDT", 1, 10)
                 return str(info.value)
         finally:
             fake2.stop_thread()

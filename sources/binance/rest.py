@@ -1,20 +1,29 @@
-"""REST backfill client: ``GET /api/v3/historicalTrades`` by trade id.
+"""Binance spot REST client for the live input: backfill, warm start, symbol check.
 
-Why ``historicalTrades`` and not ``aggTrades``: the flow counts trades and keys
-everything by the individual trade id ``t`` of the ``<symbol>@trade`` stream.
-``aggTrades`` merges consecutive fills of one taker order at one price into a single
-row with its own aggregate id, so neither the trade ids nor the trade counts (nor
-per-trade quantities) of the missing stretch can be reproduced from it; bars built
-from it would differ from bars built from the live stream. ``historicalTrades``
-returns exactly the rows of the trade stream (``id``, ``price``, ``qty``, ``time``,
-``isBuyerMaker``, ``isBestMatch``), addressable by ``fromId``, 1000 per request.
+Endpoints (weights: Binance spot API docs, 2026), rows turned into records here:
 
-Politeness: every request first takes its weight (25) from a process-wide
-:class:`~pairflow.backoff.TokenBucket` per REST host (default 2400 weight a
-minute, 40 % of Binance's 6000/min per-IP limit); HTTP 429 (rate limit) and 418
-(IP ban) pause *every* caller of that host for ``Retry-After`` seconds; 5xx and
-network errors are retried with jittered backoff until ``give_up_s`` has passed,
-then :class:`RestUnavailable` is raised and the caller records an unfilled gap.
+- ``GET /api/v3/historicalTrades?fromId=`` (25): exact trades -> ``Tick``.
+- ``GET /api/v3/aggTrades?fromId=|startTime=`` (4): aggregates -> ``Tick`` with
+  ``count = l - f + 1`` and ``trade_id = l`` (ids ``f..l``, one price, one taker).
+- ``GET /api/v3/klines`` (2): -> ``Bar`` (0-trade klines are no bar; ids ``None``).
+- ``GET /api/v3/exchangeInfo?symbols=`` (20): symbol -> status.
+
+Why ``historicalTrades`` first: the flow counts trades and keys everything by the
+trade id ``t`` of the ``@trade`` stream. ``aggTrades`` gives exact id ranges and
+counts too, but not the per-trade sizes, and is used only where ``historicalTrades``
+is not served: market-data-only hosts (``data-api.binance.vision``) answer it with
+404 / ``-1100``-style errors; the client then remembers that (per host) and the
+callers fall back (:class:`EndpointNotServed`).
+
+Politeness, per REST host and process (:class:`RestGate`): every request first takes
+its weight from a :class:`~pairflow.backoff.TokenBucket` (default 2400 a minute, 40 %
+of Binance's 6000/min per IP); ``X-MBX-USED-WEIGHT-1M`` is read on every response
+(other processes on the same IP spend the same budget) and when it reaches
+``ip_weight_cap`` every caller waits for the next minute; HTTP 429 (rate limit),
+418 (IP ban) and 403 (WAF) pause every caller of the host for ``Retry-After``
+seconds; 5xx and network errors are retried with jittered backoff until
+``give_up_s`` has passed, then :class:`RestUnavailable` is raised. A ban longer than
+the give-up time raises :class:`RestBanned` (the caller says so loudly).
 """
 
 from __future__ import annotations
@@ -31,10 +40,16 @@ import aiohttp
 import orjson
 
 from pairflow.backoff import Backoff, TokenBucket
+from pairflow.records import Bar, Tick
 
 __all__ = [
+    "AGG_TRADES_WEIGHT",
+    "EXCHANGE_INFO_WEIGHT",
     "HISTORICAL_TRADES_WEIGHT",
-    "HistoricalTradesClient",
+    "KLINES_WEIGHT",
+    "EndpointNotServed",
+    "RestBanned",
+    "RestClient",
     "RestGate",
     "RestUnavailable",
     "rest_gate",
@@ -43,11 +58,26 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HISTORICAL_TRADES_WEIGHT = 25
-"""Request weight of ``GET /api/v3/historicalTrades`` (Binance spot, 2024)."""
+AGG_TRADES_WEIGHT = 4
+KLINES_WEIGHT = 2
+EXCHANGE_INFO_WEIGHT = 20
+TF_MS = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
 
 
 class RestUnavailable(Exception):  # noqa: N818 - reads better at the raise site
-    """REST could not serve a backfill request within the allowed time."""
+    """REST could not serve a request within the allowed time."""
+
+
+class RestBanned(RestUnavailable):
+    """The host banned or throttled us for longer than the give-up time."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class EndpointNotServed(RestUnavailable):
+    """The host does not serve this endpoint (e.g. a market-data-only host)."""
 
 
 @dataclass
@@ -55,12 +85,17 @@ class RestGate:
     """Shared pacing state of one REST host (all shards and threads of a process).
 
     Attributes:
-        budget: Request-weight budget.
-        blocked_until: Monotonic time before which nobody may call (after 429/418).
+        budget: Request-weight budget of this process.
+        blocked_until: Monotonic time before which nobody may call (429/418/403,
+            or the IP's used weight at the cap).
+        used_weight_1m: Last ``X-MBX-USED-WEIGHT-1M`` seen (the whole IP's).
+        not_served: Endpoints this host answered "not served".
     """
 
     budget: TokenBucket
     blocked_until: float = 0.0
+    used_weight_1m: int = 0
+    not_served: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def block_for(self, now: float, seconds: float) -> None:
@@ -90,17 +125,38 @@ def _retry_after(headers: Any, default: float) -> float:
         return default
 
 
-class HistoricalTradesClient:
-    """Fetch pages of ``historicalTrades`` politely.
+def _short(body: bytes, n: int = 200) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _not_served(status: int, body: bytes) -> bool:
+    """404, or a Binance error code saying the endpoint/parameter is not available."""
+    if status == 404:
+        return True
+    if status != 400:
+        return False
+    try:
+        code = orjson.loads(body).get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return code in (-1100, -1101, -1102, -1128, -2014, -2015)
+
+
+class RestClient:
+    """Polite Binance REST calls; rows come back as records.
 
     Args:
         base_url: REST base URL without path, e.g. ``https://api.binance.com``.
         session: The aiohttp session to use (owned by the caller).
         gate: Shared pacing state of the host (see :func:`rest_gate`).
-        give_up_s: How long one :meth:`fetch` may keep retrying.
+        give_up_s: How long one request may keep retrying.
         timeout_s: Timeout of one HTTP request.
+        ip_weight_cap: Pause until the next minute once ``X-MBX-USED-WEIGHT-1M``
+            reaches this (Binance's limit is 6000 per IP and minute).
         backoff: Retry policy for 5xx / network errors.
         clock: Monotonic clock in seconds.
+        wall_s: Wall clock in seconds (the used-weight window is the wall minute).
         sleep: Async sleep (interruptible by the caller's stop).
         api_key: Optional ``X-MBX-APIKEY`` header value (never logged).
         name: Log prefix.
@@ -114,75 +170,113 @@ class HistoricalTradesClient:
         *,
         give_up_s: float = 60.0,
         timeout_s: float = 10.0,
+        ip_weight_cap: int = 5000,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_s: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         api_key: str | None = None,
         name: str = "binance",
     ) -> None:
-        self.url = f"{base_url.rstrip('/')}/api/v3/historicalTrades"
+        self.base_url = base_url.rstrip("/")
         self._session = session
         self._gate = gate
         self._give_up_s = give_up_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._ip_cap = ip_weight_cap
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=10.0)
         self._clock = clock
+        self._wall_s = wall_s
         self._sleep = sleep
         self._headers = {"X-MBX-APIKEY": api_key} if api_key else {}
         self._name = name
         self.requests_total = 0
+        self.weight_total = 0
         self.throttled_total = 0
+        self.banned_s = 0.0
+        """Longest ban (s) announced by the host; 0 if none."""
 
-    async def _wait_turn(self, deadline: float) -> None:
+    def __repr__(self) -> str:
+        return f"RestClient({self.base_url!r})"  # never the API key
+
+    def serves(self, endpoint: str) -> bool:
+        """False once the host answered ``endpoint`` with "not served"."""
+        return endpoint not in self._gate.not_served
+
+    async def _wait_turn(self, deadline: float, weight: int) -> None:
         """Wait for the host's ban to lift and for weight budget."""
         while True:
             now = self._clock()
             wait = max(self._gate.blocked_until - now, 0.0)
             if wait == 0.0:
-                wait = self._gate.budget.take(now, HISTORICAL_TRADES_WEIGHT)
+                wait = self._gate.budget.take(now, weight)
                 if wait == 0.0:
                     return
             if now + wait > deadline:
                 msg = f"REST budget/ban would need {wait:.0f} s more (over the give-up time)"
+                if self._gate.blocked_until - now > self._give_up_s:
+                    raise RestBanned(msg, self._gate.blocked_until - now)
                 raise RestUnavailable(msg)
             await self._sleep(wait)
 
-    async def fetch(self, symbol: str, from_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Fetch up to ``limit`` trades of ``symbol`` with ``id >= from_id``, oldest first.
+    def _observe_weight(self, headers: Any) -> None:
+        """Steer by the IP's used weight: at the cap, wait for the next wall minute."""
+        value = headers.get("X-MBX-USED-WEIGHT-1M")
+        if value is None:
+            return
+        try:
+            used = int(value)
+        except ValueError:
+            return
+        self._gate.used_weight_1m = used
+        if used >= self._ip_cap:
+            rest_of_minute = 60.0 - (self._wall_s() % 60.0) + 0.5
+            self._gate.block_for(self._clock(), rest_of_minute)
+            logger.warning(
+                "%s: REST used weight %d/min on this IP reached the cap %d; pausing %.1f s",
+                self._name,
+                used,
+                self._ip_cap,
+                rest_of_minute,
+            )
+
+    async def get(self, endpoint: str, params: dict[str, str], weight: int) -> Any:
+        """GET ``/api/v3/{endpoint}`` and return the decoded JSON.
 
         Raises:
-            RestUnavailable: after ``give_up_s`` of failures, on a ban longer than
-                that, or at once on a client error (4xx other than 429/418).
+            EndpointNotServed: the host does not serve it (404 / ``-1100``-style).
+            RestBanned: a ban or throttle longer than ``give_up_s``.
+            RestUnavailable: after ``give_up_s`` of failures, or at once on another
+                client error (4xx other than 429/418/403).
         """
-        params = {"symbol": symbol, "fromId": str(from_id), "limit": str(min(max(limit, 1), 1000))}
+        if endpoint in self._gate.not_served:
+            msg = f"{self.base_url} does not serve /api/v3/{endpoint}"
+            raise EndpointNotServed(msg)
+        url = f"{self.base_url}/api/v3/{endpoint}"
         deadline = self._clock() + self._give_up_s
         attempt = 0
         while True:
-            await self._wait_turn(deadline)
+            await self._wait_turn(deadline, weight)
             self.requests_total += 1
+            self.weight_total += weight
             error: str
             try:
                 async with self._session.get(
-                    self.url, params=params, headers=self._headers, timeout=self._timeout
+                    url, params=params, headers=self._headers, timeout=self._timeout
                 ) as resp:
                     body = await resp.read()
+                    self._observe_weight(resp.headers)
                     if resp.status == 200:
-                        return self._parse(body)
-                    if resp.status in (429, 418):
-                        self.throttled_total += 1
-                        pause = _retry_after(resp.headers, 60.0 if resp.status == 418 else 1.0)
-                        self._gate.block_for(self._clock(), pause)
-                        logger.warning(
-                            "%s: REST %s %s (%s); every backfill of this host pauses %.1f s",
-                            self._name,
-                            resp.status,
-                            "rate limit" if resp.status == 429 else "IP banned",
-                            _short(body),
-                            pause,
-                        )
+                        return orjson.loads(body)
+                    if resp.status in (429, 418, 403):
+                        self._throttled(resp.status, resp.headers, body)
                         continue
+                    if _not_served(resp.status, body):
+                        self._gate.not_served.add(endpoint)
+                        msg = f"{self.base_url} does not serve /api/v3/{endpoint}: {_short(body)}"
+                        raise EndpointNotServed(msg)
                     if 400 <= resp.status < 500:
-                        msg = f"HTTP {resp.status} for {symbol} fromId={from_id}: {_short(body)}"
+                        msg = f"HTTP {resp.status} for {endpoint} {params}: {_short(body)}"
                         raise RestUnavailable(msg)
                     error = f"HTTP {resp.status}: {_short(body)}"
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
@@ -196,29 +290,200 @@ class HistoricalTradesClient:
             log("%s: REST %s; retrying in %.2f s", self._name, error, delay)
             await self._sleep(delay)
 
-    @staticmethod
-    def _parse(body: bytes) -> list[dict[str, Any]]:
-        rows = orjson.loads(body)
+    def _throttled(self, status: int, headers: Any, body: bytes) -> None:
+        self.throttled_total += 1
+        default = {429: 1.0, 418: 120.0, 403: 5.0}[status]
+        pause = _retry_after(headers, default)
+        what = {429: "rate limit", 418: "IP banned", 403: "refused by the WAF"}[status]
+        self._gate.block_for(self._clock(), pause)
+        if status == 418:
+            self.banned_s = max(self.banned_s, pause)
+        logger.warning(
+            "%s: REST %s %s (%s); every request to this host pauses %.1f s",
+            self._name,
+            status,
+            what,
+            _short(body),
+            pause,
+        )
+
+    # ----- endpoints --------------------------------------------------------------------
+
+    async def historical_trades(self, symbol: str, from_id: int, limit: int = 1000) -> list[Tick]:
+        """Up to ``limit`` trades with ``id >= from_id``, oldest first."""
+        params = {"symbol": symbol, "fromId": str(from_id), "limit": str(min(max(limit, 1), 1000))}
+        rows = await self.get("historicalTrades", params, HISTORICAL_TRADES_WEIGHT)
+        return _trade_ticks(symbol, rows)
+
+    async def agg_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None = None,
+        start_time_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[int, Tick]]:
+        """Aggregates by aggregate id or by start time: ``(aggregate id a, Tick)``.
+
+        The tick has ``trade_id = l`` and ``count = l - f + 1``. ``fromId`` here is an
+        *aggregate* id, not a trade id (page on with the last ``a + 1``).
+        """
+        params = {"symbol": symbol, "limit": str(min(max(limit, 1), 1000))}
+        if from_id is not None:
+            params["fromId"] = str(from_id)
+        if start_time_ms is not None:
+            params["startTime"] = str(start_time_ms)
+        rows = await self.get("aggTrades", params, AGG_TRADES_WEIGHT)
+        return _agg_ticks(symbol, rows)
+
+    async def first_trade_at(self, symbol: str, start_time_ms: int) -> tuple[int, int] | None:
+        """``(first trade id f, aggregate id a)`` of the first aggregate at/after a time."""
+        params = {"symbol": symbol, "startTime": str(start_time_ms), "limit": "1"}
+        rows = await self.get("aggTrades", params, AGG_TRADES_WEIGHT)
+        if not isinstance(rows, list) or not rows:
+            return None
+        row = rows[0]
+        if not (isinstance(row, dict) and type(row.get("f")) is int and type(row.get("a")) is int):
+            msg = f"malformed aggTrades row {row!r:.200}"
+            raise RestUnavailable(msg)
+        return row["f"], row["a"]
+
+    async def klines(
+        self, symbol: str, tf: str, start_ms: int, end_ms: int, limit: int = 1000
+    ) -> tuple[list[Bar], int, int]:
+        """Klines with ``start_ms <= open_time <= end_ms`` (one page).
+
+        Returns:
+            ``(bars with >= 1 trade, rows received, open_time of the last row or -1)``.
+        """
+        params = {
+            "symbol": symbol,
+            "interval": tf,
+            "startTime": str(start_ms),
+            "endTime": str(end_ms),
+            "limit": str(min(max(limit, 1), 1000)),
+        }
+        rows = await self.get("klines", params, KLINES_WEIGHT)
         if not isinstance(rows, list):
-            msg = f"expected a JSON list, got {_short(body)}"
-            raise ValueError(msg)
-        out = []
+            msg = f"klines: expected a JSON list, got {str(rows)[:200]}"
+            raise RestUnavailable(msg)
+        bars: list[Bar] = []
+        last = -1
         for row in rows:
-            if not (
-                isinstance(row, dict)
-                and type(row.get("id")) is int
-                and type(row.get("time")) is int
-                and isinstance(row.get("price"), str)
-                and isinstance(row.get("qty"), str)
-                and isinstance(row.get("isBuyerMaker"), bool)
-            ):
-                msg = f"malformed historicalTrades row {row!r:.200}"
-                raise ValueError(msg)
-            out.append(row)
-        out.sort(key=lambda r: r["id"])
-        return out
+            try:
+                bar = kline_bar(symbol, tf, row)
+            except (TypeError, ValueError, IndexError) as exc:
+                msg = f"malformed kline row {row!r:.200} ({exc})"
+                raise RestUnavailable(msg) from None
+            last = int(row[0])
+            if bar is not None:
+                bars.append(bar)
+        return bars, len(rows), last
+
+    async def symbol_status(self, symbols: list[str]) -> dict[str, str]:
+        """Status of each symbol Binance knows (``TRADING``, ``HALT``, ``BREAK``...)."""
+        params = {"symbols": orjson.dumps(symbols).decode()}
+        try:
+            info = await self.get("exchangeInfo", params, EXCHANGE_INFO_WEIGHT)
+        except RestUnavailable as exc:
+            if "-1121" in str(exc):  # "Invalid symbol": at least one is unknown
+                out: dict[str, str] = {}
+                for s in symbols:
+                    try:
+                        one = await self.get("exchangeInfo", {"symbol": s}, EXCHANGE_INFO_WEIGHT)
+                    except RestUnavailable as inner:
+                        if "-1121" not in str(inner):
+                            raise
+                        continue
+                    out.update(_statuses(one))
+                return out
+            raise
+        return _statuses(info)
 
 
-def _short(body: bytes, n: int = 200) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    return text if len(text) <= n else text[:n] + "..."
+def _statuses(info: Any) -> dict[str, str]:
+    rows = info.get("symbols", []) if isinstance(info, dict) else []
+    return {
+        r["symbol"]: str(r.get("status")) for r in rows if isinstance(r, dict) and "symbol" in r
+    }
+
+
+def kline_bar(symbol: str, tf: str, row: list[Any]) -> Bar | None:
+    """One kline row -> a ``Bar`` (``None`` for a 0-trade kline). Ids are ``None``."""
+    trades = int(row[8])
+    if trades <= 0:
+        return None
+    return Bar(
+        symbol=symbol,
+        tf=tf,
+        open_time_ms=int(row[0]),
+        open=float(row[1]),
+        high=float(row[2]),
+        low=float(row[3]),
+        close=float(row[4]),
+        volume=float(row[5]),
+        quote_volume=float(row[7]),
+        trades=trades,
+        taker_buy_volume=float(row[9]),
+        first_trade_id=None,
+        last_trade_id=None,
+    )
+
+
+def _plain_positive(text: object) -> float | None:
+    if not isinstance(text, str) or not text.isascii() or not text.replace(".", "", 1).isdigit():
+        return None
+    value = float(text)
+    return value if value > 0 else None
+
+
+def _trade_ticks(symbol: str, rows: Any) -> list[Tick]:
+    if not isinstance(rows, list):
+        msg = f"historicalTrades: expected a JSON list, got {str(rows)[:200]}"
+        raise RestUnavailable(msg)
+    out = []
+    for row in rows:
+        price = _plain_positive(row.get("price")) if isinstance(row, dict) else None
+        qty = _plain_positive(row.get("qty")) if isinstance(row, dict) else None
+        if not (
+            price is not None
+            and qty is not None
+            and type(row.get("id")) is int
+            and type(row.get("time")) is int
+            and isinstance(row.get("isBuyerMaker"), bool)
+        ):
+            msg = f"malformed historicalTrades row {row!r:.200}"
+            raise RestUnavailable(msg)
+        t = row["time"]
+        maker = row["isBuyerMaker"]
+        out.append(Tick(symbol, row["id"], price, qty, t, t, maker, row["price"], row["qty"]))
+    out.sort(key=lambda k: k.trade_id)
+    return out
+
+
+def _agg_ticks(symbol: str, rows: Any) -> list[tuple[int, Tick]]:
+    if not isinstance(rows, list):
+        msg = f"aggTrades: expected a JSON list, got {str(rows)[:200]}"
+        raise RestUnavailable(msg)
+    out = []
+    for row in rows:
+        price = _plain_positive(row.get("p")) if isinstance(row, dict) else None
+        qty = _plain_positive(row.get("q")) if isinstance(row, dict) else None
+        if not (
+            price is not None
+            and qty is not None
+            and type(row.get("f")) is int
+            and type(row.get("l")) is int
+            and row["l"] >= row["f"]
+            and type(row.get("T")) is int
+            and type(row.get("a")) is int
+            and isinstance(row.get("m"), bool)
+        ):
+            msg = f"malformed aggTrades row {row!r:.200}"
+            raise RestUnavailable(msg)
+        t = row["T"]
+        count = row["l"] - row["f"] + 1
+        tick = Tick(symbol, row["l"], price, qty, t, t, row["m"], row["p"], row["q"], count)
+        out.append((row["a"], tick))
+    out.sort(key=lambda k: k[0])
+    return out

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from pairflow.records import Gap, Stat
+from pairflow.records import Bar, Gap, Reject, Stat, Tick
 
-__all__ = ["LiveRun", "run_live"]
+__all__ = ["LiveRun", "binance_settings", "run_live", "split_items"]
 
 
 @dataclass
@@ -29,7 +29,9 @@ class LiveRun:
     Attributes:
         items: All items in emission order.
         trades: Per symbol, the ``data`` of every trade frame, in emission order.
-        passed: Frames that are not trades of a subscribed symbol (malformed...).
+        passed: Raw text of the frames rejected by the source (malformed...).
+        rejects: Those ``Reject`` records.
+        bars: ``Bar`` records (warm-up klines).
         stats: ``Stat`` records.
         gaps: ``Gap`` records.
         elapsed_s: Wall time of the run.
@@ -38,6 +40,8 @@ class LiveRun:
     items: list[Any]
     trades: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     passed: list[str | bytes] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    bars: list[Bar] = field(default_factory=list)
     stats: list[Stat] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -60,8 +64,17 @@ class LiveRun:
         return sorted(last.values(), key=lambda g: (g.symbol, g.from_trade_id))
 
 
+def _tick_data(tick: Tick) -> dict[str, Any]:
+    from sources.binance.wire import tick_frame
+
+    data: dict[str, Any] = orjson.loads(tick_frame(tick))["data"]
+    if tick.count != 1:
+        data["n"] = tick.count
+    return data
+
+
 def split_items(items: list[Any], symbols: Sequence[str]) -> LiveRun:
-    """Sort emitted items into a :class:`LiveRun`."""
+    """Sort emitted records into a :class:`LiveRun` (trades as frame ``data`` dicts)."""
     run = LiveRun(items=list(items))
     wanted = set(symbols)
     for item in run.items:
@@ -69,28 +82,54 @@ def split_items(items: list[Any], symbols: Sequence[str]) -> LiveRun:
             run.stats.append(item)
         elif isinstance(item, Gap):
             run.gaps.append(item)
+        elif isinstance(item, Bar):
+            run.bars.append(item)
+        elif isinstance(item, Reject):
+            run.rejects.append(item)
+            run.passed.append(item.raw)
+        elif isinstance(item, Tick) and item.symbol in wanted:
+            run.trades.setdefault(item.symbol, []).append(_tick_data(item))
         else:
-            try:
-                data = orjson.loads(item)["data"]
-                ok = data["e"] == "trade" and data["s"] in wanted and type(data["t"]) is int
-                ok = ok and isinstance(data["p"], str)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                ok = False
-            if ok:
-                run.trades.setdefault(data["s"], []).append(data)
-            else:
-                run.passed.append(item)
+            run.passed.append(str(item))
     return run
 
 
 def _last_ids(items: list[Any], upto: int, last: dict[str, int]) -> None:
     for item in items[:upto]:
-        if isinstance(item, (str, bytes)):
-            try:
-                data = orjson.loads(item)["data"]
-                last[data["s"]] = max(last.get(data["s"], 0), int(data["t"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
+        if isinstance(item, Tick):
+            last[item.symbol] = max(last.get(item.symbol, 0), item.trade_id)
+
+
+def binance_settings(
+    ws_url: str,
+    rest_url: str,
+    symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT"),
+    *,
+    tuning: Any = None,
+    warmup: str = "off",
+    record: str = "",
+    streams_per_connection: int = 1024,
+    stats_every_s: float = 0.5,
+    **settings: Any,
+) -> Any:
+    """``Settings`` of a live source pointed at a fake (a ``BinanceTuning`` as text)."""
+    from pairflow.config import Settings
+    from sources.registry import BinanceConfig
+
+    cfg = BinanceConfig(
+        ws=ws_url,
+        rest=rest_url,
+        streams_per_connection=streams_per_connection,
+        tuning=tuning.overrides() if tuning is not None else "",
+        warmup=warmup,
+        record=record,
+    )
+    return Settings(
+        source=cfg,
+        symbols=tuple(s.upper() for s in symbols),
+        stats_every_s=stats_every_s,
+        **settings,
+    )
 
 
 def run_live(
@@ -117,15 +156,12 @@ def run_live(
     from sources.binance import BinanceSource
 
     stop = threading.Event()
+    hooks = {k: source_kwargs.pop(k) for k in ("clock", "wall_ms", "sleep") if k in source_kwargs}
     source = BinanceSource(
-        symbols=list(symbols),
-        ws_url=fake.ws_url,
-        rest_url=fake.rest_url,
-        stats_every_s=source_kwargs.pop("stats_every_s", 0.5),
-        tuning=tuning,
+        binance_settings(fake.ws_url, fake.rest_url, symbols, tuning=tuning, **source_kwargs),
         rng=random.Random(seed),
         stop_event=stop,
-        **source_kwargs,
+        **hooks,
     )
     out: list[Any] = []
     flow = Dataflow("binance_live_test")
