@@ -31,9 +31,8 @@ from websockets.frames import Close
 import sources.binance.connection as connection_mod
 from pairflow.backoff import Backoff, ReconnectTracker, SlidingWindowLimiter, TokenBucket
 from pairflow.config import ConfigError, Settings
-from pairflow.records import Gap
+from pairflow.records import Gap, Tick
 from sources.binance import BinanceSource, BinanceTuning, stream_url
-from pairflow.records import Tick
 from sources.binance.rest import RestClient, RestGate, RestUnavailable
 from sources.binance.sequencer import TradeSequencer, backfill_frame, classify_frame
 from sources.registry import BinanceConfig

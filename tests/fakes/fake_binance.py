@@ -76,6 +76,20 @@ MALFORMED: tuple[str, ...] = (
 )
 """Frames a faulty stream may carry (none has a valid id of a subscribed symbol)."""
 
+MARKET_DATA_ONLY = frozenset({"aggTrades", "klines", "exchangeInfo", "ping", "time", "trades"})
+"""REST endpoints of ``data-api.binance.vision`` used here (no ``historicalTrades``)."""
+API_BINANCE_COM = None
+"""``api*.binance.com``: every endpoint."""
+REST_WEIGHTS = {
+    "historicalTrades": 25,
+    "aggTrades": 4,
+    "klines": 2,
+    "exchangeInfo": 20,
+    "ping": 1,
+    "time": 1,
+}
+TF_MS = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+
 
 @dataclass
 class Faults:
@@ -109,6 +123,15 @@ class Faults:
         rest_delay_s: Delay of every REST answer.
         max_client_msgs_per_s: Client messages per second and connection allowed.
         enforce_msg_limit: Close a connection (1008) that sends more.
+        rest_endpoints: REST endpoints served (``None``: all). The market-data-only
+            host profile (``data-api.binance.vision``) is :data:`MARKET_DATA_ONLY`.
+            Others answer 404 like a host that does not serve them.
+        rest_403_every: Answer every Nth REST request with 403 (a WAF refusal).
+        rest_418_for_s: Ban the IP (418 with ``Retry-After``) for this long from the
+            first REST request on.
+        other_weight_1m: Weight other processes on "this IP" spend every minute
+            (added to ``X-MBX-USED-WEIGHT-1M``).
+        halted: Symbols ``exchangeInfo`` reports as ``HALT``.
     """
 
     drop_every: int = 0
@@ -135,6 +158,11 @@ class Faults:
     rest_delay_s: float = 0.0
     max_client_msgs_per_s: int = 5
     enforce_msg_limit: bool = True
+    rest_endpoints: frozenset[str] | None = None
+    rest_403_every: int = 0
+    rest_418_for_s: float = 0.0
+    other_weight_1m: int = 0
+    halted: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +180,7 @@ class _Happened:
     """The trades of one symbol that have happened, for REST and for checks."""
 
     ids: list[int] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     frames: list[str] = field(default_factory=list)
 
@@ -210,6 +239,10 @@ class FakeBinance:
         start: ``connect`` (the timeline starts at the first WebSocket connection),
             ``now`` (at server start) or ``manual`` (:meth:`begin`).
         loop: Replay forever (ids and times shifted per pass).
+        history_until_ms: Trades with ``T`` before this have already happened when
+            the server starts (REST serves them: the warm start's history); the
+            timeline plays the rest, ``T - history_until_ms`` after the start
+            (divided by ``speed``). Use with ``time_mode="recorded"``.
         host: Interface to bind (only 127.0.0.1 is sensible here).
         port: Port (0: an ephemeral one).
     """
@@ -225,6 +258,7 @@ class FakeBinance:
         loop: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        history_until_ms: int | None = None,
     ) -> None:
         lines = load_frames(frames) if isinstance(frames, (str, Path)) else list(frames)
         if time_mode not in ("recorded", "live") or start not in ("connect", "now", "manual"):
@@ -258,6 +292,14 @@ class FakeBinance:
         times = [r.data["T"] for r in self.trades if r.data is not None]
         self._t_first = min(times) if times else 0
         self._t_span = (max(times) - self._t_first + 1000) if times else 1000
+        self.history_until_ms = history_until_ms
+        self._weight_minute = 0
+        self._weight_used = 0
+        self._banned_until = 0.0
+        if history_until_ms is not None:
+            for rec in self.records:
+                if rec.data is not None and rec.data["T"] < history_until_ms:
+                    self._happen(rec, 0)
 
     # ----- lifecycle --------------------------------------------------------------------
 
@@ -280,6 +322,9 @@ class FakeBinance:
         app.router.add_get("/api/v3/historicalTrades", self._historical_trades)
         app.router.add_get("/api/v3/ping", self._ping)
         app.router.add_get("/api/v3/time", self._time)
+        app.router.add_get("/api/v3/klines", self._klines)
+        app.router.add_get("/api/v3/aggTrades", self._agg_trades)
+        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -428,6 +473,7 @@ class FakeBinance:
             frame = orjson.dumps({"stream": rec.stream, "data": body}).decode()
         hap = self.happened[rec.symbol]
         hap.ids.append(tid)
+        hap.times.append(ttime)
         hap.frames.append(frame)
         hap.rows.append(
             {
@@ -452,10 +498,16 @@ class FakeBinance:
         assert self._started is not None
         await self._started.wait()
         loop = asyncio.get_running_loop()
+        hist = self.history_until_ms
         for pass_no in itertools.count():
             t0 = loop.time()
             first_t = self.trades[0].data["T"] if self.trades and self.trades[0].data else 0
+            if hist is not None and pass_no == 0:
+                first_t = hist
             for n, rec in enumerate(self.records):
+                if hist is not None and pass_no == 0 and rec.data is not None:
+                    if rec.data["T"] < hist:
+                        continue
                 if self.speed is None:
                     while not self._can_advance():
                         await asyncio.sleep(0.001)
@@ -668,33 +720,69 @@ class FakeBinance:
     async def _time(self, request: web.Request) -> web.Response:
         return web.json_response({"serverTime": time.time_ns() // 1_000_000})
 
-    async def _historical_trades(self, request: web.Request) -> web.Response:
+    def _rest_gate(self, endpoint: str) -> tuple[web.Response | None, dict[str, str]]:
+        """Count, weigh and fault a REST request: ``(error response or None, headers)``."""
         f = self.faults
         self.counters["rest_requests"] += 1
-        if f.rest_delay_s:
-            await asyncio.sleep(f.rest_delay_s)
-        weight = {"X-MBX-USED-WEIGHT-1M": str(25 * self.counters["rest_requests"])}
+        self.counters[f"rest_{endpoint}"] += 1
+        minute = int(time.time() // 60)
+        if minute != self._weight_minute:
+            self._weight_minute, self._weight_used = minute, 0
+        self._weight_used += REST_WEIGHTS.get(endpoint, 1)
+        self.counters["rest_weight"] += REST_WEIGHTS.get(endpoint, 1)
+        weight = {"X-MBX-USED-WEIGHT-1M": str(self._weight_used + f.other_weight_1m)}
+        if f.rest_endpoints is not None and endpoint not in f.rest_endpoints:
+            return web.Response(status=404, text="Not Found", headers=weight), weight
         if f.rest_fail:
             self.counters["rest_failed"] += 1
-            return web.Response(status=503, text="Service Unavailable", headers=weight)
+            return web.Response(status=503, text="Service Unavailable", headers=weight), weight
+        if f.rest_418_for_s:
+            now = time.monotonic()
+            if not self._banned_until:
+                self._banned_until = now + f.rest_418_for_s
+            if now < self._banned_until:
+                self.counters["rest_418"] += 1
+                left = f"{self._banned_until - now:.0f}"
+                body = {"code": -1003, "msg": "Way too many requests; IP banned (fake)."}
+                return web.json_response(
+                    body, status=418, headers={**weight, "Retry-After": left}
+                ), weight
+        if f.rest_403_every and self.counters["rest_requests"] % f.rest_403_every == 0:
+            self.counters["rest_403"] += 1
+            return web.Response(status=403, text="Forbidden (fake WAF)", headers=weight), weight
         if f.rest_429_every and self.counters["rest_requests"] % f.rest_429_every == 0:
             self.counters["rest_429"] += 1
             return web.json_response(
                 {"code": -1003, "msg": "Too many requests; fake rate limit."},
                 status=429,
                 headers={**weight, "Retry-After": f"{f.rest_retry_after_s:g}"},
-            )
+            ), weight
+        return None, weight
+
+    def _known(self, symbol: str) -> bool:
+        return symbol in self._id_span
+
+    @staticmethod
+    def _bad(msg: str, code: int = -1100) -> web.Response:
+        return web.json_response({"code": code, "msg": msg}, status=400)
+
+    async def _historical_trades(self, request: web.Request) -> web.Response:
+        if self.faults.rest_delay_s:
+            await asyncio.sleep(self.faults.rest_delay_s)
+        err, weight = self._rest_gate("historicalTrades")
+        if err is not None:
+            return err
         symbol = request.query.get("symbol", "")
-        if symbol not in self.happened and symbol not in self._id_span:
-            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        if not self._known(symbol):
+            return self._bad("Invalid symbol.", -1121)
         try:
             limit = int(request.query.get("limit", "500"))
             from_id = request.query.get("fromId")
             start = int(from_id) if from_id is not None else None
         except ValueError:
-            return web.json_response({"code": -1100, "msg": "Illegal characters"}, status=400)
+            return self._bad("Illegal characters")
         if not 1 <= limit <= 1000:
-            return web.json_response({"code": -1100, "msg": "limit out of range"}, status=400)
+            return self._bad("limit out of range")
         hap = self.happened[symbol]
         if start is None:
             rows = hap.rows[-limit:]
@@ -705,6 +793,130 @@ class FakeBinance:
         return web.Response(
             body=orjson.dumps(rows), content_type="application/json", headers=weight
         )
+
+    async def _exchange_info(self, request: web.Request) -> web.Response:
+        err, weight = self._rest_gate("exchangeInfo")
+        if err is not None:
+            return err
+        q = request.query
+        try:
+            wanted = orjson.loads(q["symbols"]) if "symbols" in q else [q.get("symbol")]
+        except orjson.JSONDecodeError:
+            return self._bad("Illegal characters in symbols")
+        wanted = [w for w in wanted if w] or sorted(self._id_span)
+        if any(not self._known(w) for w in wanted):
+            return self._bad("Invalid symbol.", -1121)
+        rows = [
+            {"symbol": w, "status": "HALT" if w in self.faults.halted else "TRADING"}
+            for w in wanted
+        ]
+        return web.json_response({"timezone": "UTC", "symbols": rows}, headers=weight)
+
+    async def _klines(self, request: web.Request) -> web.Response:
+        """Binance semantics: open times in [startTime, endTime], a 0-trade interval
+        has trades 0, volume 0 and OHLC = the previous close; ``limit`` <= 1000."""
+        err, weight = self._rest_gate("klines")
+        if err is not None:
+            return err
+        q = request.query
+        symbol, tf = q.get("symbol", ""), q.get("interval", "")
+        if not self._known(symbol):
+            return self._bad("Invalid symbol.", -1121)
+        if tf not in TF_MS:
+            return self._bad("Invalid interval.", -1120)
+        try:
+            limit = int(q.get("limit", "500"))
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+        except ValueError:
+            return self._bad("Illegal characters")
+        if not 1 <= limit <= 1000:
+            return self._bad("limit out of range")
+        hap = self.happened[symbol]
+        if not hap.times:
+            return web.json_response([], headers=weight)
+        step = TF_MS[tf]
+        now_open = hap.times[-1] - hap.times[-1] % step
+        first_open = hap.times[0] - hap.times[0] % step
+        o = first_open if start is None else max(first_open, start + (-start) % step)
+        stop = now_open if end is None else min(now_open, end)
+        out: list[list[Any]] = []
+        while o <= stop and len(out) < limit:
+            out.append(self._kline(hap, o, step))
+            o += step
+        return web.Response(body=orjson.dumps(out), content_type="application/json", headers=weight)
+
+    @staticmethod
+    def _kline(hap: _Happened, open_ms: int, step: int) -> list[Any]:
+        i = bisect.bisect_left(hap.times, open_ms)
+        j = bisect.bisect_left(hap.times, open_ms + step)
+        rows = hap.rows[i:j]
+        if not rows:
+            prev = hap.rows[i - 1]["price"] if i > 0 else "0"
+            zero = "0.00000000"
+            return [open_ms, prev, prev, prev, prev, zero, open_ms + step - 1, zero, 0, zero,
+                    zero, "0"]  # fmt: skip
+        prices = [Decimal(r["price"]) for r in rows]
+        vol = sum((Decimal(r["qty"]) for r in rows), Decimal(0))
+        quote = sum((Decimal(r["price"]) * Decimal(r["qty"]) for r in rows), Decimal(0))
+        buy = [r for r in rows if not r["isBuyerMaker"]]
+        tb_vol = sum((Decimal(r["qty"]) for r in buy), Decimal(0))
+        tb_quote = sum((Decimal(r["price"]) * Decimal(r["qty"]) for r in buy), Decimal(0))
+        return [
+            open_ms, rows[0]["price"], str(max(prices)), str(min(prices)), rows[-1]["price"],
+            str(vol), open_ms + step - 1, str(quote), len(rows), str(tb_vol), str(tb_quote), "0",
+        ]  # fmt: skip
+
+    async def _agg_trades(self, request: web.Request) -> web.Response:
+        """Aggregates = runs of trades with one time, price and side (``a`` = ``f``)."""
+        err, weight = self._rest_gate("aggTrades")
+        if err is not None:
+            return err
+        q = request.query
+        symbol = q.get("symbol", "")
+        if not self._known(symbol):
+            return self._bad("Invalid symbol.", -1121)
+        try:
+            limit = int(q.get("limit", "500"))
+            from_id = int(q["fromId"]) if "fromId" in q else None
+            start = int(q["startTime"]) if "startTime" in q else None
+        except ValueError:
+            return self._bad("Illegal characters")
+        if not 1 <= limit <= 1000:
+            return self._bad("limit out of range")
+        rows = self.happened[symbol].rows
+        hap = self.happened[symbol]
+
+        def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+            return (a["time"], a["price"], a["isBuyerMaker"]) == (
+                b["time"],
+                b["price"],
+                b["isBuyerMaker"],
+            )
+
+        if from_id is not None:
+            i = bisect.bisect_left(hap.ids, from_id)
+            while 0 < i < len(rows) and same(rows[i - 1], rows[i]):
+                i += 1  # fromId inside an aggregate: the next one starts at or after it
+        elif start is not None:
+            i = bisect.bisect_left(hap.times, start)
+        else:
+            i = max(0, len(rows) - limit)
+            while 0 < i < len(rows) and same(rows[i - 1], rows[i]):
+                i += 1
+        out: list[dict[str, Any]] = []
+        while i < len(rows) and len(out) < limit:
+            j = i + 1
+            while j < len(rows) and same(rows[i], rows[j]):
+                j += 1
+            qty = sum((Decimal(r["qty"]) for r in rows[i:j]), Decimal(0))
+            out.append({
+                "a": rows[i]["id"], "p": rows[i]["price"], "q": str(qty), "f": rows[i]["id"],
+                "l": rows[j - 1]["id"], "T": rows[i]["time"], "m": rows[i]["isBuyerMaker"],
+                "M": True,
+            })  # fmt: skip
+            i = j
+        return web.Response(body=orjson.dumps(out), content_type="application/json", headers=weight)
 
 
 def _default_recording() -> Path:
