@@ -277,7 +277,7 @@ def read_stats(db: Path) -> pd.DataFrame:
 def format_stats(stats: pd.DataFrame) -> str:
     """A readable fixed-width table of the stats (what the command prints)."""
     head = (
-        f"{'strategy':<24} {'pair':<17} {'tf':<3} {'trades':>6} {'win%':>6} {'pnl':>10} "
+        f"{'strategy':<26} {'pair':<17} {'tf':<3} {'trades':>6} {'win%':>6} {'pnl':>10} "
         f"{'return%':>8} {'sharpe':>8} {'max_dd':>9} {'exposure%':>9}"
     )
     lines = [head, "-" * len(head)]
@@ -285,7 +285,7 @@ def format_stats(stats: pd.DataFrame) -> str:
         win = "-" if pd.isna(r.win_rate) else f"{100 * r.win_rate:.1f}"
         sharpe = "-" if pd.isna(r.sharpe) else f"{r.sharpe:.2f}"
         lines.append(
-            f"{r.strategy:<24} {r.pair:<17} {r.tf:<3} {r.trades:>6} {win:>6} {r.pnl:>10.2f} "
+            f"{r.strategy:<26} {r.pair:<17} {r.tf:<3} {r.trades:>6} {win:>6} {r.pnl:>10.2f} "
             f"{r.return_pct:>8.3f} {sharpe:>8} {r.max_drawdown:>9.2f} {100 * r.exposure:>9.1f}"
         )
     return "\n".join(lines)
