@@ -1,6 +1,6 @@
 """Binance spot REST client for the live input: backfill, warm start, symbol check.
 
-Endpoints (weights: Binance spot API docs, 2026), rows turned into records here:
+Endpoints (weights: Binance spot API docs, 2026); rows become records in :mod:`.rows`:
 
 - ``GET /api/v3/historicalTrades?fromId=`` (25): exact trades -> ``Tick``.
 - ``GET /api/v3/aggTrades?fromId=|startTime=`` (4): aggregates -> ``Tick`` with
@@ -41,6 +41,7 @@ import orjson
 
 from pairflow.backoff import Backoff, TokenBucket
 from pairflow.records import Bar, Tick
+from sources.binance.rows import MalformedRows, agg_ticks, kline_bars, statuses, trade_ticks
 
 __all__ = [
     "AGG_TRADES_WEIGHT",
@@ -313,7 +314,10 @@ class RestClient:
         """Up to ``limit`` trades with ``id >= from_id``, oldest first."""
         params = {"symbol": symbol, "fromId": str(from_id), "limit": str(min(max(limit, 1), 1000))}
         rows = await self.get("historicalTrades", params, HISTORICAL_TRADES_WEIGHT)
-        return _trade_ticks(symbol, rows)
+        try:
+            return trade_ticks(symbol, rows)
+        except MalformedRows as exc:
+            raise RestUnavailable(str(exc)) from None
 
     async def agg_trades(
         self,
@@ -334,7 +338,10 @@ class RestClient:
         if start_time_ms is not None:
             params["startTime"] = str(start_time_ms)
         rows = await self.get("aggTrades", params, AGG_TRADES_WEIGHT)
-        return _agg_ticks(symbol, rows)
+        try:
+            return agg_ticks(symbol, rows)
+        except MalformedRows as exc:
+            raise RestUnavailable(str(exc)) from None
 
     async def first_trade_at(self, symbol: str, start_time_ms: int) -> tuple[int, int] | None:
         """``(first trade id f, aggregate id a)`` of the first aggregate at/after a time."""
@@ -364,21 +371,10 @@ class RestClient:
             "limit": str(min(max(limit, 1), 1000)),
         }
         rows = await self.get("klines", params, KLINES_WEIGHT)
-        if not isinstance(rows, list):
-            msg = f"klines: expected a JSON list, got {str(rows)[:200]}"
-            raise RestUnavailable(msg)
-        bars: list[Bar] = []
-        last = -1
-        for row in rows:
-            try:
-                bar = kline_bar(symbol, tf, row)
-            except (TypeError, ValueError, IndexError) as exc:
-                msg = f"malformed kline row {row!r:.200} ({exc})"
-                raise RestUnavailable(msg) from None
-            last = int(row[0])
-            if bar is not None:
-                bars.append(bar)
-        return bars, len(rows), last
+        try:
+            return kline_bars(symbol, tf, rows)
+        except MalformedRows as exc:
+            raise RestUnavailable(str(exc)) from None
 
     async def symbol_status(self, symbols: list[str]) -> dict[str, str]:
         """Status of each symbol Binance knows (``TRADING``, ``HALT``, ``BREAK``...)."""
@@ -395,95 +391,7 @@ class RestClient:
                         if "-1121" not in str(inner):
                             raise
                         continue
-                    out.update(_statuses(one))
+                    out.update(statuses(one))
                 return out
             raise
-        return _statuses(info)
-
-
-def _statuses(info: Any) -> dict[str, str]:
-    rows = info.get("symbols", []) if isinstance(info, dict) else []
-    return {
-        r["symbol"]: str(r.get("status")) for r in rows if isinstance(r, dict) and "symbol" in r
-    }
-
-
-def kline_bar(symbol: str, tf: str, row: list[Any]) -> Bar | None:
-    """One kline row -> a ``Bar`` (``None`` for a 0-trade kline). Ids are ``None``."""
-    trades = int(row[8])
-    if trades <= 0:
-        return None
-    return Bar(
-        symbol=symbol,
-        tf=tf,
-        open_time_ms=int(row[0]),
-        open=float(row[1]),
-        high=float(row[2]),
-        low=float(row[3]),
-        close=float(row[4]),
-        volume=float(row[5]),
-        quote_volume=float(row[7]),
-        trades=trades,
-        taker_buy_volume=float(row[9]),
-        first_trade_id=None,
-        last_trade_id=None,
-    )
-
-
-def _plain_positive(text: object) -> float | None:
-    if not isinstance(text, str) or not text.isascii() or not text.replace(".", "", 1).isdigit():
-        return None
-    value = float(text)
-    return value if value > 0 else None
-
-
-def _trade_ticks(symbol: str, rows: Any) -> list[Tick]:
-    if not isinstance(rows, list):
-        msg = f"historicalTrades: expected a JSON list, got {str(rows)[:200]}"
-        raise RestUnavailable(msg)
-    out = []
-    for row in rows:
-        price = _plain_positive(row.get("price")) if isinstance(row, dict) else None
-        qty = _plain_positive(row.get("qty")) if isinstance(row, dict) else None
-        if not (
-            price is not None
-            and qty is not None
-            and type(row.get("id")) is int
-            and type(row.get("time")) is int
-            and isinstance(row.get("isBuyerMaker"), bool)
-        ):
-            msg = f"malformed historicalTrades row {row!r:.200}"
-            raise RestUnavailable(msg)
-        t = row["time"]
-        maker = row["isBuyerMaker"]
-        out.append(Tick(symbol, row["id"], price, qty, t, t, maker, row["price"], row["qty"]))
-    out.sort(key=lambda k: k.trade_id)
-    return out
-
-
-def _agg_ticks(symbol: str, rows: Any) -> list[tuple[int, Tick]]:
-    if not isinstance(rows, list):
-        msg = f"aggTrades: expected a JSON list, got {str(rows)[:200]}"
-        raise RestUnavailable(msg)
-    out = []
-    for row in rows:
-        price = _plain_positive(row.get("p")) if isinstance(row, dict) else None
-        qty = _plain_positive(row.get("q")) if isinstance(row, dict) else None
-        if not (
-            price is not None
-            and qty is not None
-            and type(row.get("f")) is int
-            and type(row.get("l")) is int
-            and row["l"] >= row["f"]
-            and type(row.get("T")) is int
-            and type(row.get("a")) is int
-            and isinstance(row.get("m"), bool)
-        ):
-            msg = f"malformed aggTrades row {row!r:.200}"
-            raise RestUnavailable(msg)
-        t = row["T"]
-        count = row["l"] - row["f"] + 1
-        tick = Tick(symbol, row["l"], price, qty, t, t, row["m"], row["p"], row["q"], count)
-        out.append((row["a"], tick))
-    out.sort(key=lambda k: k[0])
-    return out
+        return statuses(info)
