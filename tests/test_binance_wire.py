@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pairflow.records import Reject, Stat, Tick
-from sources.binance.wire import parse_batch, parse_frame
+from sources.binance.wire import parse_batch, parse_frame, tick_frame
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 GOOD = {
@@ -74,6 +74,12 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
     ("trade_time_in_seconds", frame(T=1723161255), "trade_time_out_of_range"),
     ("trade_time_in_microseconds", frame(T=1723161255342000), "trade_time_out_of_range"),
     ("event_time_negative", frame(E=-1), "event_time_out_of_range"),
+    ("aggregate_count_zero", frame(n=0), "count_not_positive"),
+    ("aggregate_count_negative", frame(n=-3), "count_not_positive"),
+    ("aggregate_count_below_id_zero", frame(t=4, n=6), "count_not_positive"),
+    ("aggregate_count_as_string", frame(n="3"), "field_type:n"),
+    ("aggregate_count_as_float", frame(n=2.0), "field_type:n"),
+    ("aggregate_count_as_bool", frame(n=True), "field_type:n"),
 ]
 
 
@@ -154,3 +160,12 @@ def test_parse_batch_rejects_trade_time_beyond_the_limit_as_in_future():
     by_symbol, rejects, _ = parse_batch(items, SYMBOLS, "binance", now, now + 60_000)
     assert [t.trade_time_ms for t in by_symbol["BTCUSDT"]] == [now]
     assert [r.reason for r in rejects] == ["trade_time_in_future"]
+
+
+def test_parse_aggregate_frame_keeps_its_count_and_round_trips_through_tick_frame():
+    tick = parse_frame(frame(n=4), SYMBOLS)
+    assert isinstance(tick, Tick)
+    assert tick.count == 4 and tick.first_trade_id == GOOD["t"] - 3
+    assert parse_frame(tick_frame(tick), SYMBOLS) == tick
+    assert parse_frame(frame(n=1), SYMBOLS) == parse_frame(frame(), SYMBOLS)
+    assert '"n"' not in tick_frame(parse_frame(frame(), SYMBOLS))  # type: ignore[arg-type]

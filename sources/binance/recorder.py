@@ -19,8 +19,6 @@ import zlib
 from pathlib import Path
 from typing import IO
 
-import orjson
-
 from pairflow.records import Tick
 from sources.binance.wire import tick_frame
 
@@ -57,12 +55,7 @@ class TradeRecorder:
 
     def write(self, tick: Tick) -> None:
         """Write one emitted trade as a frame line."""
-        if tick.count == 1:
-            line = tick_frame(tick)
-        else:
-            obj = orjson.loads(tick_frame(tick))
-            obj["data"]["n"] = tick.count
-            line = orjson.dumps(obj).decode()
+        line = tick_frame(tick)  # aggregates carry "n": count
         with self._lock:
             if self.closed:
                 return

@@ -12,7 +12,8 @@ Reasons (the part before ``:`` is stable, the rest names the field):
 ``empty_frame``, ``frame_too_large``, ``not_json``, ``not_object``,
 ``missing_envelope``, ``bad_stream_name``, ``not_a_trade``, ``missing_field:F``,
 ``field_type:F``, ``bad_symbol``, ``unknown_symbol``, ``stream_symbol_mismatch``,
-``trade_id_negative``, ``price_not_numeric``, ``price_not_finite``,
+``trade_id_negative``, ``count_not_positive`` (an aggregate's ``n``: an integer
+>= 1 covering ids ``t - n + 1 .. t``, all >= 0), ``price_not_numeric``, ``price_not_finite``,
 ``price_not_positive``, ``qty_not_numeric``, ``qty_not_finite``,
 ``qty_not_positive``, ``trade_time_out_of_range``, ``event_time_out_of_range``,
 ``trade_time_in_future`` (more than a minute ahead of the wall clock; see
@@ -91,8 +92,11 @@ def parse_frame(raw: str | bytes | bytearray, symbols: frozenset[str]) -> Tick |
         trade_time = data["T"]
         event_time = data["E"]
         maker = data["m"]
+        count = data.get("n", 1)
         if (
             type(trade_id) is int
+            and type(count) is int
+            and 1 <= count <= trade_id + 1
             and type(trade_time) is int
             and type(event_time) is int
             and type(maker) is bool
@@ -113,7 +117,9 @@ def parse_frame(raw: str | bytes | bytearray, symbols: frozenset[str]) -> Tick |
                 and _plain_decimal(p)
                 and _plain_decimal(q)
             ):
-                return Tick(symbol, trade_id, price, qty, trade_time, event_time, maker, p, q)
+                return Tick(
+                    symbol, trade_id, price, qty, trade_time, event_time, maker, p, q, count
+                )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         pass
     return reject_reason(raw, symbols)
@@ -178,6 +184,11 @@ def reject_reason(raw: str | bytes | bytearray, symbols: frozenset[str]) -> str:
         return "stream_symbol_mismatch"
     if data["t"] < 0:
         return "trade_id_negative"
+    if "n" in data:
+        if not _is_int(data["n"]):
+            return "field_type:n"
+        if not 1 <= data["n"] <= data["t"] + 1:
+            return "count_not_positive"
     for field, name in (("p", "price"), ("q", "qty")):
         reason = _number(data[field], name)
         if type(reason) is str:
@@ -196,8 +207,12 @@ def raw_text(raw: str | bytes | bytearray) -> str:
 
 
 def tick_frame(tick: Tick) -> str:
-    """Encode a tick as the combined-stream frame Binance sends (for recordings)."""
-    data = {
+    """Encode a tick as the combined-stream frame Binance sends (for recordings).
+
+    An aggregate (``count > 1``, from the ``aggTrades`` fallback) also carries
+    ``"n": count`` (ids ``t - n + 1 .. t``), which :func:`parse_frame` reads back.
+    """
+    data: dict[str, object] = {
         "e": "trade",
         "E": tick.event_time_ms,
         "s": tick.symbol,
@@ -207,6 +222,8 @@ def tick_frame(tick: Tick) -> str:
         "T": tick.trade_time_ms,
         "m": tick.buyer_is_maker,
     }
+    if tick.count != 1:
+        data["n"] = tick.count
     return orjson.dumps({"stream": f"{tick.symbol.lower()}@trade", "data": data}).decode()
 
 

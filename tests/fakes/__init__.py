@@ -67,9 +67,7 @@ class LiveRun:
 def _tick_data(tick: Tick) -> dict[str, Any]:
     from sources.binance.wire import tick_frame
 
-    data: dict[str, Any] = orjson.loads(tick_frame(tick))["data"]
-    if tick.count != 1:
-        data["n"] = tick.count
+    data: dict[str, Any] = orjson.loads(tick_frame(tick))["data"]  # "n" for aggregates
     return data
 
 
