@@ -42,6 +42,10 @@ HEALTH_CHARTS = 2
 # Streamlit keeps a hidden, stale copy of an element while a live rerun replaces it.
 CHART = '[data-testid="stElementContainer"]:not([data-stale="true"]) [data-testid="stPlotlyChart"]'
 EXCEPTION = '[data-testid="stException"]'
+# A password in the Redis URL must never reach the page (the real Redis has none, so
+# the health tab shows a redacted connection error).
+SECRET = "pw-browser-s3cret-7"
+REDIS_URL_WITH_SECRET = f"redis://:{SECRET}@127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +88,7 @@ def dashboard_url(replay_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     proc = start_dashboard(
         port,
         replay_db,
-        env={"PAIRFLOW_REDIS_URL": ""},
+        env={"PAIRFLOW_REDIS_URL": REDIS_URL_WITH_SECRET, "PAIRFLOW_REDIS_PREFIX": "pfbrowser:"},
         quiet=True,
         stdout=log.fileno(),
         stderr=subprocess.STDOUT,
@@ -142,6 +146,45 @@ def _open_tab(page: object, name: str, charts: int, timeout_s: float = 30.0) -> 
     pytest.fail(f"tab {name!r} did not show {charts} charts in {timeout_s:.0f} s")
 
 
+def _plot_states(page: object) -> list[bool]:
+    """For each visible pair chart: does it show a drawn plot (at least one trace)?
+
+    During a live rerun Streamlit marks the previous elements ``data-stale`` (drawn
+    faded) until the new ones arrive; a stale chart that still shows its traces is not
+    blank, so stale ones count here (unlike :data:`CHART`).
+    """
+    return list(
+        page.evaluate(  # type: ignore[attr-defined]
+            """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+                .filter(e => e.offsetParent !== null)
+                .map(e => e.querySelectorAll('.js-plotly-plot .main-svg .trace').length > 0)"""
+        )
+    )
+
+
+def _read_stamp(page: object) -> str:
+    """The live status line's "read at HH:MM:SS" (changes on every refresh)."""
+    text = page.inner_text("body")  # type: ignore[attr-defined]
+    at = text.find("read at ")
+    return text[at : at + 20] if at >= 0 else ""
+
+
+def _assert_no_secret(page: object) -> None:
+    html = page.content()  # type: ignore[attr-defined]
+    text = page.inner_text("body")  # type: ignore[attr-defined]
+    assert SECRET not in html and SECRET not in text, "the Redis password reached the page"
+
+
+def _first_chart_s(page: object, url: str, timeout_s: float = 60.0) -> float:
+    """Open ``url``; seconds until the first Plotly chart is visible."""
+    t0 = time.monotonic()
+    page.goto(url, wait_until="commit")  # type: ignore[attr-defined]
+    page.locator(".js-plotly-plot").first.wait_for(  # type: ignore[attr-defined]
+        state="visible", timeout=timeout_s * 1000
+    )
+    return time.monotonic() - t0
+
+
 def _full_screenshot(page: object, path: Path) -> None:
     """Grow the viewport to the content (Streamlit scrolls inside its own container)."""
     height = page.evaluate(  # type: ignore[attr-defined]
@@ -165,9 +208,31 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
-            page.goto(dashboard_url, wait_until="domcontentloaded")
+            first_s = _first_chart_s(page, dashboard_url)  # a new server: its first session
             _wait_charts(page, PAIR_CHARTS)
-            page.wait_for_timeout(2500)  # at least one live refresh of the fragment
+            again_s = _first_chart_s(page, dashboard_url)  # a page opened on a running server
+            _wait_charts(page, PAIR_CHARTS)
+            print(
+                f"\ntime to first chart: {first_s:.2f} s (first page on a fresh server), "
+                f"{again_s:.2f} s (page opened on a running server)"
+            )
+
+            # Live refreshes update the charts in place: sample every 100 ms through at
+            # least three refreshes that every pair chart keeps a drawn plot.
+            stamps = {_read_stamp(page)}
+            samples = blank = 0
+            deadline = time.monotonic() + 30.0
+            while (len(stamps) < 4 or samples < 50) and time.monotonic() < deadline:
+                states = _plot_states(page)
+                samples += 1
+                if len(states) != PAIR_CHARTS or not all(states):
+                    blank += 1
+                stamps.add(_read_stamp(page))
+                page.wait_for_timeout(100)
+            refreshes = len(stamps) - 1
+            print(f"live refresh: {refreshes} refreshes, {samples} samples, {blank} blank")
+            assert refreshes >= 3, f"only {refreshes} live refreshes in 30 s"
+            assert blank == 0, f"{blank} of {samples} samples had a blank or missing chart"
             assert page.locator(EXCEPTION).count() == 0
             assert page.locator(CHART).count() == PAIR_CHARTS + HEALTH_CHARTS
             assert _visible_charts(page) == PAIR_CHARTS
@@ -175,11 +240,17 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             for text in ("BTCUSDT / ETHUSDT", "BTCUSDT last", "Hedge ratio β", "Newest bar age"):
                 assert text in body
             assert "Traceback" not in body
+            _assert_no_secret(page)
             _full_screenshot(page, DOCS / "screenshot.png")
 
             _open_tab(page, "Pipeline health", HEALTH_CHARTS)
             assert _visible_charts(page) == HEALTH_CHARTS
             assert page.locator(EXCEPTION).count() == 0
+            page.wait_for_function(
+                "document.body.innerText.includes('redis://:***@127.0.0.1:6379/0')",
+                timeout=30_000,
+            )  # the sidebar and the Redis panel name the server, redacted
+            _assert_no_secret(page)
             _full_screenshot(page, DOCS / "screenshot-health.png")
 
             # Pause live refresh, then download the current view as CSV.
