@@ -72,8 +72,9 @@ def build(
     grouped = op.flat_map_batch("ingest", inp, ingest)
     split = op.branch("split_ingested", grouped, ingest_stage.is_chunk)
     chunks: Stream[ingest_stage.Chunk] = split.trues
-    rec_split = op.branch("source_bars", split.falses, lambda x: isinstance(x, Bar))
-    source_bars: Stream[Bar] = rec_split.trues  # klines (warm start, kline files)
+    rec_split = op.branch("source_bars", split.falses, lambda x: isinstance(x, (Bar, Watermark)))
+    # klines (warm start, kline files) and the warm start's Watermark(t5) per symbol/tf
+    source_bars: Stream[Bar | Watermark] = rec_split.trues
     records = rec_split.falses  # Reject | Stat | Gap
 
     def seq_builder(resume: SequenceState | None) -> SequenceLogic:

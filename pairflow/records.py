@@ -322,5 +322,8 @@ class SourceClock:
     now_ms: int
 
 
-SourceItem: TypeAlias = Tick | Bar | Reject | Gap | Stat | SourceClock
-"""What a source emits: typed records only (each source owns its wire format)."""
+SourceItem: TypeAlias = Tick | Bar | Reject | Gap | Stat | SourceClock | Watermark
+"""What a source emits: typed records only (each source owns its wire format).
+
+A source that emits bars itself (the live warm start) may follow them with a
+:class:`Watermark` per symbol/tf: it goes to the pair analytics only, never to a sink."""
