@@ -55,9 +55,10 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
   kept one restarts the key at that point: the rolling state is restored exactly
   from the kept window, and the forward fill, every row from there on (every row
   whose window holds it, and the Kalman filter) are recomputed and re-emitted
-  (upserts); the signals are re-run, and if they differ from what was emitted, a
+  (upserts); the signals are re-run and re-emitted (upserts: their z-scores may
+  change), and if their kinds differ from what was emitted, a
   :class:`~pairflow.records.RetractFrom` for the key's signals from the first
-  differing point precedes the re-emitted ones (same stream, in order). The result
+  differing point precedes them (same stream, in order). The result
   is bit-identical to an in-order run over the final bars. Bars older than the kept
   history are ignored and counted (``late_bars``; Stat ``late_bars_total``), as are
   bars with a non-positive or non-finite close or a misaligned open time
@@ -653,10 +654,10 @@ def _restart(state: PairState, i: int) -> list[Output]:
     d = next(changed, None)
     if d is not None:
         out.append(retract_from(state.rule, state.pair, state.tf, hist[h + d].t))
-        for k in range(d, len(rows)):
-            row, kind = rows[k], new_signals[k]
-            if row is not None and kind is not None:
-                out.append(state.rule.signal(row, kind))
+    # Upsert every signal from the restart on (their z-scores may have changed too).
+    for row, kind in zip(rows, new_signals, strict=True):
+        if row is not None and kind is not None:
+            out.append(state.rule.signal(row, kind))
     return out
 
 
