@@ -15,6 +15,12 @@ Measured side by side in one run (alternating, ``--repeat`` times each, median):
 Then ``python -X importtime -c 'import dataflow'`` and the build of the flow
 (``dataflow.flow``), top offenders by cumulative time.
 
+Byte-code: this environment sets ``PYTHONDONTWRITEBYTECODE=1``, so every process
+compiles every module from source (~1 s of pairflow's start-up here). By default the
+children write byte-code under a temporary ``PYTHONPYCACHEPREFIX`` (what a normal
+install sees; one warm-up run each first); ``--no-pycache`` measures the compile-every-
+time case.
+
 Usage::
 
     uv run --frozen python benchmarks/startup.py [--repeat 5] [--top 12]
@@ -152,28 +158,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--ticks", type=int, default=100)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--no-pycache", action="store_true", help="compile from source")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
+        byte_env: dict[str, str] = {}
+        if not args.no_pycache:
+            byte_env = {"PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ.update(byte_env)
         ticks = tmp / "ticks.ndjson"
         write_ticks(ticks, args.ticks)
         (tmp / "bare_flow.py").write_text(BARE_FLOW)
         (tmp / "first_bar.py").write_text(FIRST_BAR_WRAPPER)
         ours_t, bare_t, first_t = [], [], []
-        for k in range(args.repeat):
+        for k in range(-1 if byte_env else 0, args.repeat):  # k = -1: warm the byte-code
             db = tmp / f"ours{k}.db"
             env = flow_env(source=f"replay:{ticks}", replay_speed="max", redis_url="", db=str(db))
             cmd = [sys.executable, "-m", "bytewax.run", "dataflow"]
-            ours_t.append(run_timed(cmd, env, ROOT))
+            ours = run_timed(cmd, env, ROOT)
             benv = {**os.environ, "BARE_TICKS": str(ticks), "PYTHONPATH": str(tmp)}
-            bare_t.append(run_timed([sys.executable, "-m", "bytewax.run", "bare_flow"], benv, tmp))
+            bare = run_timed([sys.executable, "-m", "bytewax.run", "bare_flow"], benv, tmp)
+            if k >= 0:
+                ours_t.append(ours)
+                bare_t.append(bare)
             fb = tmp / f"first{k}.txt"
             fenv = {**env, "PAIRFLOW_DB": str(tmp / f"fb{k}.db"), "FIRST_BAR_FILE": str(fb)}
             t0 = time.time()
             run_timed([sys.executable, str(tmp / "first_bar.py")], fenv, ROOT)
-            first_t.append(float(fb.read_text()) - t0)
+            if k >= 0:
+                first_t.append(float(fb.read_text()) - t0)
         ours, bare, first = (statistics.median(v) for v in (ours_t, bare_t, first_t))
-        print(f"machine: {machine()}\n")
+        print(f"machine: {machine()}; byte-code {'cached' if byte_env else 'compiled'}\n")
         print(
             f"{args.ticks}-tick replay, whole process, median of {args.repeat} alternating runs\n"
         )
