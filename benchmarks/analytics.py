@@ -15,6 +15,8 @@ Usage::
 
     uv run python benchmarks/analytics.py            # full run (~1-2 min)
     uv run python benchmarks/analytics.py --quick    # a few seconds
+    uv run python benchmarks/analytics.py --amend --windows 100,300
+        # a reconnect's 30 late 1s bars: rows recomputed, µs per recomputed row
     uv run python benchmarks/analytics.py --accuracy --windows 60,100,300
         # worst difference per column vs statsmodels on the real data instead
 
@@ -187,6 +189,46 @@ def accuracy(windows: list[int]) -> None:
             print(f"| {w} | {len(rows)} | {c} | {worst[c][0]:.1e} | {worst[c][1]:.1e} |")
 
 
+def amendment_cost(windows: list[int], late: int = 30, delay: int = 60, repeat: int = 3) -> None:
+    """µs per recomputed row when a reconnect delivers ``late`` amended 1s bars at once.
+
+    The pair runs ``W + 2 * delay`` grid points in order; then the X bars of the
+    ``late`` intervals starting ``delay`` points back arrive with changed closes
+    (what a REST backfill after a 30 s outage does), in one batch.
+    """
+    print(f"amendment cost: {late} late 1s bars of one leg, arriving {delay} s after the first\n")
+    print("| W | rows recomputed | batch ms | µs per recomputed row | normal µs/bar |")
+    print("|---:|---:|---:|---:|---:|")
+    for w in windows:
+        n = w + 2 * delay
+        yc, xc = closes(n, "real")
+        results = []
+        for _ in range(repeat):
+            logic = PairAnalyticsLogic(None, lambda k, w=w: new_state(k, w))
+            t_norm = 0.0
+            for i in range(n):
+                batch: list[tuple[str, Bar | Watermark]] = [
+                    (KEY, bar(Y, i, yc[i])), (KEY, bar(X, i, xc[i]))
+                ]  # fmt: skip
+                t0 = time.perf_counter()
+                logic.on_batch(batch)
+                if i >= w:
+                    t_norm += time.perf_counter() - t0
+            assert logic.state is not None
+            before = logic.state.recomputed_rows
+            first = n - delay
+            amend: list[tuple[str, Bar | Watermark]] = [
+                (KEY, bar(X, i, xc[i] * 1.0002)) for i in range(first, first + late)
+            ]
+            t0 = time.perf_counter()
+            logic.on_batch(amend)
+            dt = time.perf_counter() - t0
+            rows = logic.state.recomputed_rows - before
+            results.append((dt, rows, t_norm / (n - w)))
+        dt, rows, norm = sorted(results)[len(results) // 2]
+        print(f"| {w} | {rows} | {dt * 1e3:,.1f} | {dt / rows * 1e6:,.0f} | {norm * 1e6:,.0f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (a few seconds)")
@@ -196,7 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--accuracy", action="store_true", help="print max differences vs statsmodels instead"
     )
+    parser.add_argument(
+        "--amend", action="store_true", help="print the cost of an amendment burst instead"
+    )
     args = parser.parse_args(argv)
+    if args.amend:
+        amendment_cost([int(w) for w in args.windows.split(",")])
+        return
     if args.accuracy:
         accuracy([int(w) for w in args.windows.split(",")])
         return
