@@ -7,7 +7,10 @@ On a start without a recovery snapshot (``PAIRFLOW_WARMUP`` = ``auto`` | duratio
 2. Closed intervals before ``t5``: ``GET /api/v3/klines`` (weight 2, 1000 rows a page,
    paged by ``startTime``) for each timeframe -> ``Bar`` records (0-trade klines are
    no bar; ids ``None``), emitted per symbol and timeframe in time order, for all
-   symbols of the shard before any trade.
+   symbols of the shard before any trade; each complete symbol/timeframe is followed
+   by ``Watermark(symbol, tf, t5)`` (no more bars before ``t5``), so the analytics
+   can forward-fill a leg that had no trade in the interval(s) just before ``t5``
+   instead of waiting for its first live bar to close (up to 5 min for 5m).
 3. From ``t5`` on, exact trades with ids: the first trade id at/after ``t5`` from
    ``GET /api/v3/aggTrades?startTime=t5&limit=1`` (its ``f``), then the backfill path
    (``historicalTrades?fromId=``, or ``aggTrades`` on market-data-only hosts) up to
@@ -25,7 +28,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pairflow.records import Stat
+from pairflow.records import Stat, Watermark
 from sources.binance.backfill import Backfiller
 from sources.binance.rest import TF_MS, RestBanned, RestClient, RestUnavailable
 from sources.binance.runtime import ShardRuntime
@@ -122,6 +125,10 @@ async def _klines(
                         break
                     cur = last + tf_ms
                     await rt.room()
+                if not rt.stopping():
+                    # no bar of symbol/tf opens before t5 any more: the analytics may
+                    # forward-fill a leg that was quiet in the last interval(s) now
+                    rt.emit(Watermark(symbol, tf, plan.t5_ms), None, None)
             except RestUnavailable as exc:
                 missing = (plan.t5_ms - cur) // tf_ms
                 report.missing_intervals += missing
