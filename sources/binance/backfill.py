@@ -41,6 +41,7 @@ class Backfiller:
         self.rest = rest
         self.catchup_waiting: set[str] = set()
         self.banned_until_wall_ms = 0
+        self._overflow_watch: set[str] = set()
 
     # ----- scheduling ---------------------------------------------------------------------
 
@@ -55,6 +56,37 @@ class Backfiller:
             if st.last_id is not None:
                 st.catchup_due = True
         self.rt.spawn(self._catchup_later(), self.rt.helpers)
+
+    def after_overflow(self, symbol: str) -> None:
+        """A live trade of ``symbol`` was dropped (full buffer): fetch the tail later.
+
+        Normally the symbol's next accepted trade reveals the hole by id. If none
+        comes (the dropped trades were its last ones for a while), a catch-up asks
+        REST once the buffer has room and ``catchup_delay_s`` passed without one.
+        """
+        if symbol in self._overflow_watch:
+            return
+        self._overflow_watch.add(symbol)
+        self.rt.spawn(self._overflow_catchup(symbol), self.rt.helpers)
+
+    async def _overflow_catchup(self, symbol: str) -> None:
+        rt = self.rt
+        st = rt.seq.states[symbol]
+        try:
+            while not rt.stopping():
+                await rt.pause(rt.t.catchup_delay_s)
+                if rt.stopping() or not st.catchup_due:
+                    return  # a later trade was accepted: it showed the gap
+                if rt.full():
+                    continue  # still overloaded: later drops keep catchup_due set
+                if rt.seq.claim(symbol):
+                    st.catchup_due = False
+                    self.start(symbol, open_ended=True)
+                else:
+                    self.catchup_waiting.add(symbol)  # the owning backfill catches up
+                return
+        finally:
+            self._overflow_watch.discard(symbol)
 
     async def _catchup_later(self) -> None:
         rt = self.rt

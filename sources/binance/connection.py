@@ -114,6 +114,9 @@ class ConnectionManager:
         on_gap: Called with a symbol whose live trades just revealed a gap (the
             caller starts a backfill task).
         on_reconnect: Called after every (re)connect that needs a catch-up.
+        on_overflow: Called with a symbol whose live trade was just dropped for a
+            full buffer (the caller makes sure its tail is fetched even if the
+            symbol goes quiet, see :meth:`Backfiller.after_overflow`).
     """
 
     def __init__(
@@ -123,12 +126,14 @@ class ConnectionManager:
         *,
         on_gap: Callable[[str], None],
         on_reconnect: Callable[[], None],
+        on_overflow: Callable[[str], None] | None = None,
     ) -> None:
         self.rt = rt
         self.ws_base = ws_base
         self.url = stream_url(ws_base, rt.symbols)
         self._on_gap = on_gap
         self._on_reconnect = on_reconnect
+        self._on_overflow = on_overflow
         self.conns: set[_Conn] = set()
         self._numbers = 0
         self._attempts = _attempt_limiter(ws_base, rt.t)
@@ -400,6 +405,8 @@ class ConnectionManager:
                 self.lag.append(arrival_ms - tick.trade_time_ms)
             if rt.full():
                 rt.seq.overflow(tick)  # dropped, counted; the next trade shows the gap
+                if self._on_overflow is not None:
+                    self._on_overflow(tick.symbol)  # ... or a catch-up, if none comes
                 return
             if rt.seq.on_trade(tick):
                 self._on_gap(tick.symbol)

@@ -102,6 +102,7 @@ class ShardRunner(ShardRuntime):
             ws_base,
             on_gap=self.backfiller.start,
             on_reconnect=self.backfiller.schedule_catchup,
+            on_overflow=self.backfiller.after_overflow,
         )
         self.url = self.conns.url
         self._rest: RestClient | None = None
@@ -256,6 +257,7 @@ class ShardRunner(ShardRuntime):
             "duplicates_dropped_total": c.duplicates_dropped_total,
             "frames_passed_through_total": c.passed_through_total,
             "overflow_dropped_total": c.overflow_dropped_total,
+            "straddling_aggregates_total": c.straddling_aggregates_total,
             "rotations_total": self.conns.rotations_total,
             "connect_attempts_total": self.conns.connect_attempts_total,
             "rest_requests_total": rest.requests_total if rest else 0,

@@ -139,13 +139,16 @@ def run_live(
     settle_s: float = 0.3,
     until: Callable[[Any, list[Any]], bool] | None = None,
     seed: int = 7,
+    slow_batch_s: float = 0.0,
     **source_kwargs: Any,
 ) -> LiveRun:
     """Run ``op.input(BinanceSource) → TestingSink`` against ``fake`` until caught up.
 
     The flow stops (through the source's stop event) once the fake has broadcast its
     whole recording and every symbol's last trade was emitted (or ``until`` says
-    so, or ``timeout_s`` passed), plus ``settle_s``.
+    so, or ``timeout_s`` passed), plus ``settle_s``. ``slow_batch_s`` makes the
+    flow a slow consumer (each batch the input hands over waits that long), so the
+    source's buffer fills while the socket keeps being read.
     """
     import bytewax.operators as op
     from bytewax.dataflow import Dataflow
@@ -163,7 +166,15 @@ def run_live(
     )
     out: list[Any] = []
     flow = Dataflow("binance_live_test")
-    op.output("out", op.input("in", flow, source), TestingSink(out))
+    stream = op.input("in", flow, source)
+    if slow_batch_s > 0:
+
+        def slow(batch: list[Any]) -> list[Any]:
+            time.sleep(slow_batch_s)
+            return batch
+
+        stream = op.flat_map_batch("slow", stream, slow)
+    op.output("out", stream, TestingSink(out))
 
     def caught_up(fake: Any, items: list[Any]) -> bool:
         if not fake.done.is_set():

@@ -126,7 +126,9 @@ class Faults:
         rest_endpoints: REST endpoints served (``None``: all). The market-data-only
             host profile (``data-api.binance.vision``) is :data:`MARKET_DATA_ONLY`.
             Others answer 404 like a host that does not serve them.
-        rest_403_every: Answer every Nth REST request with 403 (a WAF refusal).
+        rest_403_every: Answer every Nth REST request with 403 (a WAF refusal) ...
+        rest_403_retry_after_s: ... with this ``Retry-After`` (``None``: none, as a
+            real WAF; the client then pauses its default).
         rest_418_for_s: Ban the IP (418 with ``Retry-After``) for this long from the
             first REST request on.
         other_weight_1m: Weight other processes on "this IP" spend every minute
@@ -160,6 +162,7 @@ class Faults:
     enforce_msg_limit: bool = True
     rest_endpoints: frozenset[str] | None = None
     rest_403_every: int = 0
+    rest_403_retry_after_s: float | None = None
     rest_418_for_s: float = 0.0
     other_weight_1m: int = 0
     halted: frozenset[str] = frozenset()
@@ -749,7 +752,10 @@ class FakeBinance:
                 ), weight
         if f.rest_403_every and self.counters["rest_requests"] % f.rest_403_every == 0:
             self.counters["rest_403"] += 1
-            return web.Response(status=403, text="Forbidden (fake WAF)", headers=weight), weight
+            headers = dict(weight)
+            if f.rest_403_retry_after_s is not None:
+                headers["Retry-After"] = f"{f.rest_403_retry_after_s:g}"
+            return web.Response(status=403, text="Forbidden (fake WAF)", headers=headers), weight
         if f.rest_429_every and self.counters["rest_requests"] % f.rest_429_every == 0:
             self.counters["rest_429"] += 1
             return web.json_response(
