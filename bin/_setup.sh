@@ -2,6 +2,11 @@
 # machine with Python 3.10-3.12, and starts Redis if nothing answers on its port.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Some images set PYTHONDONTWRITEBYTECODE=1: then every process (each flow, each
+# dashboard, each test subprocess) recompiles ~400 modules, about 1 s per start here.
+unset PYTHONDONTWRITEBYTECODE
+# uv installs itself into ~/.local/bin: make sure this shell (and its children) find it.
+export PATH="$HOME/.local/bin:$PATH"
 
 say() { printf '\033[1m[pairflow]\033[0m %s\n' "$*"; }
 
