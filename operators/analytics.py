@@ -75,7 +75,7 @@ import copy
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
@@ -598,10 +598,12 @@ def _apply_amendments(state: PairState) -> list[Output]:
             p = state.history[i - first]
             if (p.y_bar if li == 0 else p.x_bar) == close:
                 continue  # e.g. a late trade that does not change the close
-            if li == 0:
-                p.y_bar = close
-            else:
-                p.x_bar = close
+            # Placed points are never mutated (snapshots share them): a new point with
+            # the new bar replaces it; _restart recomputes it from there.
+            # (a copy: its old signal is what _restart compares the new one with).
+            state.history[i - first] = (
+                replace(p, y_bar=close) if li == 0 else replace(p, x_bar=close)
+            )
         state.amended_points += 1
         start = i if start is None else min(start, i)
     if start is None:
@@ -642,7 +644,8 @@ def _restart(state: PairState, i: int) -> list[Output]:
     out: list[Output] = []
     rows: list[AnalyticsRow | None] = []
     for j in range(h, len(hist)):
-        p = hist[j]
+        q = hist[j]
+        p = hist[j] = GridPoint(q.t, q.y_bar, q.x_bar)  # never mutate a placed point
         _fill(state, p)
         row = _compute(state, p)
         rows.append(row)
@@ -815,8 +818,44 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
         return advance(self.state, eof=True), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> PairState | None:
-        """A deep copy of the state (the live one keeps mutating)."""
-        return copy.deepcopy(self.state)
+        """A copy of the state that later batches cannot change (:func:`snapshot_state`)."""
+        return None if self.state is None else snapshot_state(self.state)
+
+
+def _copy_leg(leg: LegState) -> LegState:
+    c = copy.copy(leg)
+    c.pending = dict(leg.pending)
+    return c
+
+
+def _copy_rolling(roll: RollingPair) -> RollingPair:
+    c = copy.copy(roll)
+    c.buf_a = roll.buf_a.copy()
+    c.buf_b = roll.buf_b.copy()
+    return c
+
+
+def snapshot_state(state: PairState) -> PairState:
+    """A copy of ``state`` that shares only what is never mutated. O(W) but cheap.
+
+    Bytewax asks every key touched in an epoch for a snapshot at the epoch's end,
+    recovery or not (at 200 ms epochs that is 5 times a second per key), so a
+    ``deepcopy`` of the kept grid points (``W + horizon`` objects) was the largest cost
+    of the whole flow. Placed :class:`GridPoint` objects are never mutated (an
+    amendment or a restart replaces them), hedge states are immutable values and the
+    signal rule and models are frozen, so a copy of the containers is a snapshot:
+    the deque of points (references), each leg's pending bars, the two rolling
+    windows' buffers and the small dicts.
+    """
+    c = copy.copy(state)
+    c.y = _copy_leg(state.y)
+    c.x = _copy_leg(state.x)
+    c.levels = _copy_rolling(state.levels)
+    c.rets = _copy_rolling(state.rets)
+    c.history = deque(state.history, maxlen=state.history.maxlen)
+    c.amend = dict(state.amend)
+    c.reported = dict(state.reported)
+    return c
 
 
 def route(

@@ -9,7 +9,9 @@ late bars, so both tests fail on it.
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -149,3 +151,19 @@ def test_a_signal_that_no_longer_holds_is_retracted() -> None:
     stream[min(i + 5, N)] += [bar(X, i, float(xc[i]))]
     got_rows, got_sigs, _ = run(stream)
     assert got_rows == want_rows and got_sigs == want_sigs
+
+
+@given(late_scenarios())
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_snapshots_are_not_changed_by_later_batches(scenario) -> None:
+    """``snapshot()`` shares the placed grid points: later batches (amendments, restarts)
+    must leave every earlier snapshot as it was (compared with a deep copy's pickle)."""
+    _, _, delivery = scenario
+    logic = PairAnalyticsLogic(None, lambda k: new_state(k, W, entry_z=1.0, exit_z=0.3))
+    taken: list[tuple[object, bytes]] = []
+    for batch in delivery:
+        logic.on_batch([(KEY, b) for b in batch])
+        taken.append((logic.snapshot(), pickle.dumps(copy.deepcopy(logic.state))))
+    logic.on_eof()
+    for snap, frozen in taken:
+        assert pickle.dumps(snap) == frozen
