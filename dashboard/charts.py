@@ -22,7 +22,9 @@ import plotly.graph_objects as go
 
 from dashboard.pair_view import ViewData
 from dashboard.pipeline_health import HealthData
+from dashboard.strategy_view import StrategyData
 from pairflow.timeutil import TF_MS
+from sinks.schema import SIGNAL_KINDS
 
 Y_COLOR = "#2563eb"
 X_COLOR = "#f59e0b"
@@ -37,6 +39,10 @@ ENTRY_COLOR = "#dc2626"
 EXIT_COLOR = "#64748b"
 CORR_COLOR = "#0891b2"
 BETA_COLOR = "#2563eb"
+KALMAN_COLOR = "#ea580c"
+EQUITY_COLOR = "#16a34a"
+DRAWDOWN_COLOR = "#dc2626"
+DRAWDOWN_FILL = "rgba(220, 38, 38, 0.18)"
 ADF_COLOR = "#0891b2"
 EG_COLOR = "#db2777"
 PALETTE = ("#2563eb", "#f59e0b", "#16a34a", "#7c3aed", "#db2777", "#0891b2")
@@ -45,7 +51,10 @@ SIGNAL_STYLE: dict[str, dict[str, str]] = {
     "short_spread": {"symbol": "triangle-down", "color": "#dc2626", "name": "short spread"},
     "long_spread": {"symbol": "triangle-up", "color": "#16a34a", "name": "long spread"},
     "exit": {"symbol": "circle", "color": "#334155", "name": "exit"},
+    "stop": {"symbol": "x", "color": "#b91c1c", "name": "stop"},
+    "time": {"symbol": "square", "color": "#a16207", "name": "time stop"},
 }
+"""Marker per ``signals.kind`` (every kind of :data:`sinks.schema.SIGNAL_KINDS`)."""
 
 CHART_HEIGHT = 300
 P_FLOOR = 1e-6
@@ -318,14 +327,22 @@ def spread_figure(view: ViewData, k: float, k_exit: float | None = None) -> go.F
 
 
 def zscore_figure(
-    view: ViewData, entry: float, exit_: float, kinds: Sequence[str] | None = None
+    view: ViewData,
+    entry: float,
+    exit_: float,
+    kinds: Sequence[str] | None = None,
+    *,
+    kalman: bool = False,
 ) -> go.Figure:
-    """Z-score with ±entry/±exit bands and the flow's signals as markers.
+    """Z-score with ±entry/±exit bands and the selected strategy's signals as markers.
 
-    When the view is downsampled, the bucket's min-max range is drawn behind the line,
-    so that no excursion past a threshold disappears.
+    When the view is downsampled, the bucket's min-max range of the OLS z is drawn
+    behind the line, so that no excursion past a threshold disappears. ``kalman``
+    (the strategy trades the Kalman z) adds the stored ``kalman_zscore`` line; the
+    markers sit at the z the strategy decided on (``signals.zscore``).
     """
-    title = "Z-score and signals"
+    strategy = view.request.strategy
+    title = f"Z-score and signals of strategy '{strategy}'"
     ana = view.analytics
     if ana.empty or ana["zscore"].isna().all():
         return empty_figure(title, NO_DATA)
@@ -365,8 +382,19 @@ def zscore_figure(
             hovertemplate="%{y:.2f}<extra>z</extra>",
         )
     )
+    if kalman and "kalman_zscore" in ana and ana["kalman_zscore"].notna().any():
+        traces.append(
+            _line(
+                t,
+                _floats(ana["kalman_zscore"]),
+                "Kalman z",
+                KALMAN_COLOR,
+                width=1.2,
+                hovertemplate="%{y:.2f}<extra>Kalman z</extra>",
+            )
+        )
     sig = view.signals
-    for kind in kinds or tuple(SIGNAL_STYLE):
+    for kind in kinds or SIGNAL_KINDS:
         rows = sig[sig["kind"] == kind] if not sig.empty else sig
         if rows.empty:
             continue
@@ -398,6 +426,9 @@ def zscore_figure(
     # Keep both entry lines in view even when z has not reached them.
     lo = np.nanmin(_floats(ana["z_min"])) if view.downsampled else np.nanmin(_floats(ana["zscore"]))
     hi = np.nanmax(_floats(ana["z_max"])) if view.downsampled else np.nanmax(_floats(ana["zscore"]))
+    if kalman and "kalman_zscore" in ana and ana["kalman_zscore"].notna().any():
+        kz = _floats(ana["kalman_zscore"])
+        lo, hi = min(lo, np.nanmin(kz)), max(hi, np.nanmax(kz))
     pad = 0.1 * max(entry, 1.0)
     yrange = [min(float(lo), -entry) - pad, max(float(hi), entry) + pad]
     layout = _layout(
@@ -457,8 +488,120 @@ def correlation_figure(view: ViewData) -> go.Figure:
 
 
 def beta_figure(view: ViewData) -> go.Figure:
-    """Hedge ratio β of the rolling OLS over time."""
-    return _single_line(view, "Hedge ratio β (rolling OLS)", "beta", BETA_COLOR, fmt=".4f")
+    """Hedge ratio β over time: rolling OLS and, where the flow wrote it, Kalman."""
+    ana = view.analytics
+    has_kalman = bool("kalman_beta" in ana and ana["kalman_beta"].notna().any())
+    title = (
+        "Hedge ratio β (rolling OLS and Kalman)" if has_kalman else "Hedge ratio β (rolling OLS)"
+    )
+    if ana.empty or ana["beta"].isna().all():
+        return empty_figure(title, NO_DATA)
+    t = _ms(ana["t"])
+    traces = [
+        _line(
+            t,
+            _floats(ana["beta"]),
+            "OLS β",
+            BETA_COLOR,
+            hovertemplate="%{y:.4f}<extra>OLS β</extra>",
+        )
+    ]
+    if has_kalman:
+        traces.append(
+            _line(
+                t,
+                _floats(ana["kalman_beta"]),
+                "Kalman β",
+                KALMAN_COLOR,
+                width=1.2,
+                hovertemplate="%{y:.4f}<extra>Kalman β</extra>",
+            )
+        )
+    layout = _layout(title, _revision(view, "beta"), showlegend=has_kalman, xaxis=_xaxis(view))
+    return _figure(traces, layout)
+
+
+# --------------------------------------------------------------------------- strategy
+
+
+def equity_figure(view: ViewData, data: StrategyData) -> go.Figure:
+    """The strategy's stored equity (quote currency) with the position as a step line."""
+    title = f"Equity of '{data.strategy}' (closed PnL + open mark − fees)"
+    eq = data.equity
+    if eq.empty:
+        return empty_figure(title, "No equity rows for this strategy, pair and timeframe yet")
+    t = _ms(eq["t"])
+    traces = [
+        _line(
+            t,
+            _floats(eq["equity"]),
+            "equity",
+            EQUITY_COLOR,
+            width=1.5,
+            hovertemplate="%{y:,.2f}<extra>equity</extra>",
+        ),
+        _line(
+            t,
+            _floats(eq["position"]),
+            "position",
+            NEUTRAL,
+            width=0.8,
+            yaxis="y2",
+            line_shape="hv",
+            hovertemplate="%{y:+.0f}<extra>position</extra>",
+        ),
+    ]
+    layout = _layout(
+        title,
+        _revision(view, f"equity|{data.strategy}"),
+        xaxis=_xaxis(view),
+        yaxis={"tickformat": ",.2f"},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "range": [-1.5, 1.5],
+            "tickvals": [-1, 0, 1],
+            "ticktext": ["short", "flat", "long"],
+            "showgrid": False,
+        },
+        shapes=[_hline(0.0, NEUTRAL, "solid", 0.8)],
+    )
+    return _figure(traces, layout)
+
+
+def drawdown_figure(view: ViewData, data: StrategyData) -> go.Figure:
+    """Drawdown: running max of the stored equity (from 0) minus the equity."""
+    title = f"Drawdown of '{data.strategy}'"
+    eq = data.equity
+    if eq.empty:
+        return empty_figure(title, "No equity rows for this strategy, pair and timeframe yet")
+    trace = _line(
+        _ms(eq["t"]),
+        -_floats(eq["drawdown"]),
+        "drawdown",
+        DRAWDOWN_COLOR,
+        width=1.2,
+        fill="tozeroy",
+        fillcolor=DRAWDOWN_FILL,
+        customdata=_floats(eq["drawdown"]),
+        hovertemplate="−%{customdata:,.2f}<extra>drawdown</extra>",
+    )
+    layout = _layout(
+        title,
+        _revision(view, f"dd|{data.strategy}"),
+        showlegend=False,
+        xaxis=_xaxis(view),
+        yaxis={"tickformat": ",.2f"},
+    )
+    return _figure([trace], layout)
+
+
+STRATEGY_CHARTS: tuple[str, ...] = ("equity", "drawdown")
+
+
+def strategy_figures(view: ViewData, data: StrategyData) -> dict[str, go.Figure]:
+    """The Strategy tab's charts, by name, in :data:`STRATEGY_CHARTS` order."""
+    return {"equity": equity_figure(view, data), "drawdown": drawdown_figure(view, data)}
 
 
 def pvalue_figure(view: ViewData, level: float = 0.05) -> go.Figure:
@@ -577,14 +720,17 @@ HEALTH_CHARTS: tuple[str, ...] = ("rate", "rejects")
 
 
 def pair_figures(
-    view: ViewData, candle_symbol: str, entry: float, exit_: float
+    view: ViewData, candle_symbol: str, entry: float, exit_: float, *, kalman_z: bool = False
 ) -> dict[str, go.Figure]:
-    """Every chart of the pair view, by name, in :data:`PAIR_CHARTS` order."""
+    """Every chart of the pair view, by name, in :data:`PAIR_CHARTS` order.
+
+    ``kalman_z``: the selected strategy trades the Kalman z (drawn on the z chart).
+    """
     return {
         "legs": legs_figure(view),
         "candles": candles_figure(view, candle_symbol),
         "spread": spread_figure(view, entry, exit_),
-        "zscore": zscore_figure(view, entry, exit_),
+        "zscore": zscore_figure(view, entry, exit_, kalman=kalman_z),
         "corr": correlation_figure(view),
         "beta": beta_figure(view),
         "pvalues": pvalue_figure(view),

@@ -490,6 +490,36 @@ def load_view(
     return view
 
 
+_GRID_SQL = """
+    SELECT symbol, min(open_time) AS first_open, max(open_time) AS last_open
+    FROM bars
+    WHERE symbol IN (?, ?) AND tf = ?
+    GROUP BY symbol
+"""
+
+
+def grid_points(con: duckdb.DuckDBPyConnection, y: str, x: str, tf: str) -> int | None:
+    """Grid points of a pair at ``tf`` so far (how full its analytics window is).
+
+    The grid starts at the first interval where both legs have a bar and has one
+    point per interval up to the newest bar of either leg (a quiet leg is carried
+    forward), so the flow emits its first analytics row at ``W`` points. A count of
+    intervals, not a statistic; ``None`` when a leg has no bar at ``tf`` yet.
+
+    Raises:
+        ValueError: invalid symbol or timeframe (nothing unvalidated reaches SQL).
+    """
+    if not (is_valid_symbol(y) and is_valid_symbol(x)) or tf not in TF_MS:
+        msg = f"bad pair/timeframe {y!r}/{x!r} {tf!r}"
+        raise ValueError(msg)
+    rows = con.execute(_GRID_SQL, [y, x, tf]).fetchall()
+    if len(rows) < 2:  # noqa: PLR2004 - both legs
+        return None
+    start = max(dt_to_ms(r[1]) for r in rows)
+    last = max(dt_to_ms(r[2]) for r in rows)
+    return max(0, (last - start) // TF_MS[tf] + 1)
+
+
 def _is_missing(value: object) -> bool:
     try:
         return bool(pd.isna(value))

@@ -19,6 +19,25 @@ from sinks.schema import TABLES
 STATS_HORIZON = timedelta(hours=1)
 """How much pipeline-stats history the health charts show."""
 
+REVISION_METRICS: dict[str, str] = {
+    "amended_bars_total": "bars amended by late ticks / backfill",
+    "recomputed_rows_total": "analytics rows recomputed",
+    "amended_points_total": "analytics grid points amended",
+    "late_bars_total": "bars that arrived after their grid point",
+    "late_rows_total": "late analytics rows (strategies recomputed)",
+    "amendments_total": "strategy amendments (recomputed from the amended row)",
+}
+"""Counters the flow reports when numbers are revised after late data
+(``pipeline_stats.metric`` as written by ``operators/bars.py``, ``analytics.py``,
+``strategies.py``; the scan's ``late_rows_{tf}_total`` too) -> what they count."""
+
+WARMUP_METRICS: tuple[str, ...] = (
+    "warmup_complete",
+    "warmup_missing_intervals",
+    "warmup_missing_symbols",
+)
+"""The live source's warm-start report (``sources/binance/warmup.py``)."""
+
 
 @dataclass
 class HealthData:
@@ -35,6 +54,11 @@ class HealthData:
         rejects: ``reason, n, last_seen`` (all time).
         gaps_by_status: ``status, n, missing, filled``.
         gaps_recent: The newest 20 gaps.
+        revisions: Amendment counters, newest value per ``component, metric`` over all
+            stats: ``component, metric, value, last_at`` (``last_at`` = when the
+            counter last changed: the flow reports these only when they change).
+        warmup: The live source's warm-up report, one row per source component:
+            ``component, complete, missing_intervals, missing_symbols, ts``.
     """
 
     read_at: datetime
@@ -46,6 +70,70 @@ class HealthData:
     rejects: pd.DataFrame = field(default_factory=pd.DataFrame)
     gaps_by_status: pd.DataFrame = field(default_factory=pd.DataFrame)
     gaps_recent: pd.DataFrame = field(default_factory=pd.DataFrame)
+    revisions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warmup: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def revision_total(self, metric: str, prefix: str = "") -> int | None:
+        """Sum of a revision counter over components starting with ``prefix``."""
+        rev = self.revisions
+        if rev.empty:
+            return None
+        mask = (rev["metric"] == metric) & rev["component"].str.startswith(prefix)
+        if not mask.any():
+            return None
+        return int(rev.loc[mask, "value"].sum())
+
+    def last_revision(self) -> datetime | None:
+        """When any revision counter last changed (``None``: never reported)."""
+        if self.revisions.empty:
+            return None
+        return pd.Timestamp(self.revisions["last_at"].max()).to_pydatetime()
+
+    def amendments_by_symbol(self) -> pd.DataFrame:
+        """``symbol, bars_amended, last_at`` from the ``bars:{SYMBOL}`` counters."""
+        rev = self.revisions
+        cols = ["symbol", "bars_amended", "last_at"]
+        if rev.empty:
+            return pd.DataFrame(columns=cols)
+        rows = rev[
+            (rev["metric"] == "amended_bars_total") & rev["component"].str.startswith("bars:")
+        ]
+        out = pd.DataFrame(
+            {
+                "symbol": rows["component"].str.removeprefix("bars:"),
+                "bars_amended": rows["value"].astype("int64"),
+                "last_at": rows["last_at"],
+            }
+        )
+        return out.sort_values("last_at", ascending=False, ignore_index=True)
+
+    def recomputed_by_key(self) -> pd.DataFrame:
+        """``pair, tf, rows_recomputed, points_amended, last_at`` per analysed pair/tf."""
+        rev = self.revisions
+        cols = ["pair", "tf", "rows_recomputed", "points_amended", "last_at"]
+        if rev.empty:
+            return pd.DataFrame(columns=cols)
+        ana = rev[rev["component"].str.startswith("analytics:")]
+        if ana.empty:
+            return pd.DataFrame(columns=cols)
+        wide = ana.pivot_table(
+            index="component", columns="metric", values="value", aggfunc="max"
+        ).reindex(columns=["recomputed_rows_total", "amended_points_total"])
+        last = ana.groupby("component")["last_at"].max()
+        keys = [str(c).removeprefix("analytics:").partition("|") for c in wide.index]
+        out = pd.DataFrame(
+            {
+                "pair": [k[0] for k in keys],
+                "tf": [k[2] for k in keys],
+                "rows_recomputed": wide["recomputed_rows_total"]
+                .fillna(0)
+                .astype("int64")
+                .to_numpy(),
+                "points_amended": wide["amended_points_total"].fillna(0).astype("int64").to_numpy(),
+                "last_at": last.reindex(wide.index).to_numpy(),
+            }
+        )
+        return out.sort_values("last_at", ascending=False, ignore_index=True)
 
     @property
     def latest_rate(self) -> float | None:
@@ -155,6 +243,52 @@ _GAPS_RECENT_SQL = """
 """
 
 
+_REVISIONS_SQL = """
+    SELECT component, metric, arg_max(value, ts) AS value, max(ts) AS last_at
+    FROM pipeline_stats
+    WHERE metric IN ({marks}) OR (component = 'scan' AND metric LIKE 'late_rows_%')
+    GROUP BY ALL
+    ORDER BY component, metric
+"""
+
+_WARMUP_SQL = """
+    SELECT component, metric, arg_max(value, ts) AS value, max(ts) AS ts
+    FROM pipeline_stats
+    WHERE metric IN ({marks})
+    GROUP BY ALL
+"""
+
+
+def _load_revisions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    names = list(REVISION_METRICS)
+    sql = _REVISIONS_SQL.format(marks=", ".join("?" * len(names)))
+    return con.execute(sql, names).df()
+
+
+def _load_warmup(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per source component that reported a warm-up (wide)."""
+    names = list(WARMUP_METRICS)
+    long = con.execute(_WARMUP_SQL.format(marks=", ".join("?" * len(names))), names).df()
+    cols = ["component", "complete", "missing_intervals", "missing_symbols", "ts"]
+    if long.empty:
+        return pd.DataFrame(columns=cols)
+    wide = long.pivot_table(index="component", columns="metric", values="value", aggfunc="max")
+    wide = wide.reindex(columns=names)
+    out = pd.DataFrame(
+        {
+            "component": wide.index.to_numpy(),
+            "complete": (wide["warmup_complete"] == 1.0).to_numpy(),
+            "missing_intervals": wide["warmup_missing_intervals"]
+            .fillna(0)
+            .astype("int64")
+            .to_numpy(),
+            "missing_symbols": wide["warmup_missing_symbols"].fillna(0).astype("int64").to_numpy(),
+            "ts": long.groupby("component")["ts"].max().reindex(wide.index).to_numpy(),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
 def _counts_sql(tables: set[str]) -> str:
     """One statement for the row count of every pairflow table present.
 
@@ -201,6 +335,8 @@ def load_health(
     if newest_stat is not None:
         health.stats_latest = con.execute(_STATS_LATEST_SQL, [newest_stat - timedelta(days=1)]).df()
         bucket_ms = max(1, math.ceil(STATS_HORIZON.total_seconds() / max_points)) * 1000
+        health.revisions = _load_revisions(con)
+        health.warmup = _load_warmup(con)
         rate = con.execute(_RATE_SQL, [bucket_ms, bucket_ms, newest_stat - STATS_HORIZON]).df()
         if not rate.empty:
             rate.insert(1, "t", ms_to_time(rate.pop("t_ms")))

@@ -168,7 +168,9 @@ def heatmap_figure(
                 "tickvals": [-6, -4, -2, math.log10(0.05), 0],
                 "ticktext": ["1e-6", "1e-4", "0.01", "0.05", "1"],
             },
-            hoverinfo="skip",
+            customdata=names,
+            text=text,
+            hovertemplate="%{customdata}<br>EG " + label + " = %{text}<extra></extra>",
             xgap=1,
             ygap=1,
         )
@@ -222,7 +224,7 @@ def table_spec(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
     out.insert(out.columns.get_loc("zscore") + 1, "abs_z", out["zscore"].abs())
     spec: dict[str, dict[str, Any]] = {
         "rank": {"label": "Rank", "format": "%d", "help": "1 = smallest EG p-value"},
-        "pair": {"label": "Pair (Y/X)", "format": None, "help": "Click a row to open it"},
+        "pair": {"label": "Pair (Y/X)", "format": None, "help": "Tick a row to open it"},
         "eg_pvalue": {"label": "EG p", "format": "%.2e", "help": "Engle-Granger p-value"},
         "eg_qvalue": {"label": "EG q (BH)", "format": "%.2e", "help": "Benjamini-Hochberg"},
         "adf_pvalue": {"label": "ADF p", "format": "%.2e", "help": "ADF p of the spread"},
@@ -238,23 +240,48 @@ def table_spec(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, Any]
 # --------------------------------------------------------------------------- streamlit
 
 
-def _open_pair(pair: str, tf: str, pair_key: str, tf_key: str) -> None:
+OnOpen = Callable[[str, str], None]
+"""Called with ``(pair, tf)`` after a selection (inside the widget's callback)."""
+
+
+def _open_pair(
+    pair: str, tf: str, pair_key: str, tf_key: str, on_open: OnOpen | None = None
+) -> None:
     import streamlit as st
 
     st.session_state[pair_key] = pair
     st.session_state[tf_key] = tf
     st.session_state["scanner_opened"] = pair
+    if on_open is not None:
+        on_open(pair, tf)
 
 
-def _on_table_select(key: str, pairs: list[str], tf: str, pair_key: str, tf_key: str) -> None:
+def _on_pick(key: str, tf: str, pair_key: str, tf_key: str, on_open: OnOpen | None = None) -> None:
+    import streamlit as st
+
+    pair = st.session_state.get(key)
+    if pair:
+        _open_pair(str(pair), tf, pair_key, tf_key, on_open)
+
+
+def _on_table_select(
+    key: str,
+    pairs: list[str],
+    tf: str,
+    pair_key: str,
+    tf_key: str,
+    on_open: OnOpen | None = None,
+) -> None:
     import streamlit as st
 
     rows = st.session_state[key].selection.rows
     if rows:
-        _open_pair(pairs[rows[0]], tf, pair_key, tf_key)
+        _open_pair(pairs[rows[0]], tf, pair_key, tf_key, on_open)
 
 
-def _on_map_select(key: str, tf: str, pair_key: str, tf_key: str) -> None:
+def _on_map_select(
+    key: str, tf: str, pair_key: str, tf_key: str, on_open: OnOpen | None = None
+) -> None:
     import streamlit as st
 
     points = st.session_state[key].selection.points
@@ -263,7 +290,7 @@ def _on_map_select(key: str, tf: str, pair_key: str, tf_key: str) -> None:
         if isinstance(pair, list):
             pair = pair[0] if pair else None
         if pair:
-            _open_pair(str(pair), tf, pair_key, tf_key)
+            _open_pair(str(pair), tf, pair_key, tf_key, on_open)
             return
 
 
@@ -274,6 +301,7 @@ def render_scanner_tab(
     pair_key: str = "pair",
     tf_key: str = "tf",
     key_prefix: str = "scanner",
+    on_open: OnOpen | None = None,
 ) -> None:
     """Draw the Scanner tab: controls, heat map and table of the latest scan.
 
@@ -283,6 +311,9 @@ def render_scanner_tab(
         pair_key: ``st.session_state`` key of the pair view's pair (set on selection).
         tf_key: ``st.session_state`` key of the pair view's timeframe.
         key_prefix: Prefix of this tab's widget keys.
+        on_open: Called with ``(pair, tf)`` when the user opens a pair (a heat-map
+            cell, a table row, or the "Open" button), from the widget's callback —
+            e.g. to switch the app to its pair view.
     """
     import streamlit as st
 
@@ -319,14 +350,14 @@ def render_scanner_tab(
     )
     if st.session_state.get("scanner_opened"):
         st.success(
-            f"Opened {st.session_state['scanner_opened']} in the pair view (Pair tab).",
+            f"Opened {st.session_state['scanner_opened']} in the pair view.",
         )
     map_key = f"{key_prefix}_map"
     st.plotly_chart(
         heatmap_figure(df, value),
         width="stretch",
         key=map_key,
-        on_select=lambda: _on_map_select(map_key, tf, pair_key, tf_key),
+        on_select=lambda: _on_map_select(map_key, tf, pair_key, tf_key, on_open),
         selection_mode=("points", "box"),
     )
     f1, f2, f3 = st.columns(3)
@@ -361,7 +392,21 @@ def render_scanner_tab(
         width="stretch",
         height=min(600, 36 + 35 * max(len(data), 1)),
         key=table_key,
-        on_select=lambda: _on_table_select(table_key, pairs, tf, pair_key, tf_key),
+        on_select=lambda: _on_table_select(table_key, pairs, tf, pair_key, tf_key, on_open),
         selection_mode="single-row",
     )
-    st.caption(f"{len(data)} of {len(df)} pairs pass the filters. Click a row or a cell.")
+    st.caption(
+        f"{len(data)} of {len(df)} pairs pass the filters. Tick a row (or pick a pair "
+        "below) to open it in the pair view; hover a heat-map cell for its pair."
+    )
+    if pairs:  # the keyboard-friendly way, and a fallback for the clicks above
+        p1, p2 = st.columns([3, 1], vertical_alignment="bottom")
+        pick_key = f"{key_prefix}_pick"
+        p1.selectbox("Pair to open (by rank)", pairs, key=pick_key)
+        p2.button(
+            "Open in pair view",
+            key=f"{key_prefix}_open",
+            on_click=_on_pick,
+            args=(pick_key, tf, pair_key, tf_key, on_open),
+            icon=":material/open_in_new:",
+        )

@@ -16,17 +16,20 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import duckdb
+import pandas as pd
 import streamlit as st
 
-from dashboard import charts, export, pair_view, pipeline_health, redis_streams, snapshot
+from dashboard import charts, export, pair_view, pipeline_health, redis_streams, scanner, snapshot
 from dashboard import db as dbio
+from dashboard import strategy_view as sv
 from pairflow import timeutil
-from pairflow.config import DEFAULTS, ConfigError, load_settings, redact_url
+from pairflow.config import DEFAULTS, ConfigError, load_settings, parse_windows, redact_url
 from pairflow.timeutil import TF_MS, UTC
 
 LOG = logging.getLogger("pairflow.dashboard")
@@ -41,6 +44,17 @@ DEFAULT_LOOKBACK = "15 min"
 PREVIEW_ROWS = 200
 HEALTH_EVERY_S = 4.5  # the flow reports pipeline stats every 5 s
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+VIEW_PAIR = "Pair analytics"
+VIEW_STRATEGY = "Strategy"
+VIEW_SCANNER = "Scanner"
+VIEW_HEALTH = "Pipeline health"
+VIEW_DATA = "Data"
+VIEWS: tuple[str, ...] = (VIEW_PAIR, VIEW_STRATEGY, VIEW_SCANNER, VIEW_HEALTH, VIEW_DATA)
+# Only the selected view is drawn (st.tabs would build and ship every tab's charts
+# before the browser can draw the first one).
+TRADE_ROWS = 200
+SYNTHETIC_DB_NAMES = ("demo-scan.db",)  # the scan demo's file (pairflow.demo)
 
 
 # --------------------------------------------------------------------------- config
@@ -58,6 +72,9 @@ class AppConfig:
         pairs: Configured pairs (``Y/X``), offered even before they have data.
         entry_z: Default entry threshold.
         exit_z: Default exit threshold.
+        windows: ``PAIRFLOW_WINDOWS`` (W per analysed timeframe), for "N of W bars".
+        source_kind: ``binance``, ``replay`` or ``synthetic`` (``PAIRFLOW_SOURCE``).
+        warmup: ``PAIRFLOW_WARMUP`` of the live source (``None`` for other sources).
         warning: Why the settings could not be loaded (defaults used), if so.
     """
 
@@ -67,6 +84,9 @@ class AppConfig:
     pairs: tuple[str, ...]
     entry_z: float
     exit_z: float
+    windows: dict[str, int] = field(default_factory=dict)
+    source_kind: str = "binance"
+    warmup: str | None = None
     warning: str | None = None
 
 
@@ -82,7 +102,14 @@ def load_app_config(env: Mapping[str, str] | None = None) -> AppConfig:
         s = load_settings(env)
     except ConfigError as exc:
         redis_url = env.get("PAIRFLOW_REDIS_URL", DEFAULTS["REDIS_URL"]).strip() or None
+        try:
+            windows = parse_windows(env.get("PAIRFLOW_WINDOWS", "").strip() or DEFAULTS["WINDOWS"])
+        except (ConfigError, ValueError):
+            windows = {}
+        source = env.get("PAIRFLOW_SOURCE", "").strip().lower()
         return AppConfig(
+            windows=windows,
+            source_kind=source.split(":", 1)[0] if source else "binance",
             db_path=Path(env.get("PAIRFLOW_DB", "").strip() or DEFAULTS["DB"]),
             redis_url=redis_url,
             redis_prefix=env.get("PAIRFLOW_REDIS_PREFIX", "").strip(),
@@ -98,6 +125,9 @@ def load_app_config(env: Mapping[str, str] | None = None) -> AppConfig:
         pairs=tuple(f"{y}/{x}" for y, x in s.pairs),
         entry_z=s.entry_z,
         exit_z=s.exit_z,
+        windows=dict(s.windows),
+        source_kind=s.source_kind,
+        warmup=getattr(s.source, "warmup", None),
     )
 
 
@@ -185,23 +215,94 @@ def redis_lengths(
         return {}, str(exc)
 
 
+@st.cache_data(ttl=15, show_spinner=False)
+def discover_strategies(db_path: str) -> dict[str, dict[str, Any]]:
+    """Strategies in the database (name -> params); empty when it cannot be read."""
+    try:
+        with dbio.open_readonly(db_path, timeout_s=0.5) as con:
+            return sv.list_strategies(con)
+    except (dbio.DashboardDataError, duckdb.Error):
+        return {}
+
+
+_SYNTHETIC_SQL = {
+    "rejects": "SELECT 1 FROM rejects WHERE source = 'synthetic' LIMIT 1",
+    "pipeline_stats": (
+        "SELECT 1 FROM pipeline_stats WHERE component = 'source' AND metric = 'synthetic' LIMIT 1"
+    ),
+}
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def db_says_synthetic(db_path: str) -> bool:
+    """Whether the database itself says its data came from the synthetic source.
+
+    (``rejects.source = 'synthetic'``, or the flow's ``source``/``synthetic`` stat.)
+    """
+    try:
+        with dbio.open_readonly(db_path, timeout_s=0.5) as con:
+            tables = dbio.existing_tables(con)
+            return any(
+                con.execute(sql).fetchone() is not None
+                for table, sql in _SYNTHETIC_SQL.items()
+                if table in tables
+            )
+    except (dbio.DashboardDataError, duckdb.Error):
+        return False
+
+
+def is_synthetic(cfg: AppConfig) -> bool:
+    """Whether the data shown is synthetic.
+
+    Any of: ``PAIRFLOW_SOURCE=synthetic``, the scan demo's file name, or the
+    database's own record of its source.
+    """
+    return (
+        cfg.source_kind == "synthetic"
+        or cfg.db_path.name in SYNTHETIC_DB_NAMES
+        or "synthetic" in cfg.db_path.name.lower()
+        or db_says_synthetic(str(cfg.db_path))
+    )
+
+
+class Snapshot(NamedTuple):
+    """One read of everything the selected view shows."""
+
+    view: pair_view.ViewData
+    health: pipeline_health.HealthData
+    strategy: sv.StrategyData
+    grid_points: int | None
+    """Grid points of the pair at the view's tf when it has no analytics yet."""
+
+
 @st.cache_resource(ttl=1.0, max_entries=32, show_spinner=False)
-def shared_snapshot(
-    db_path: str, req: pair_view.ViewRequest
-) -> tuple[pair_view.ViewData, pipeline_health.HealthData]:
+def shared_snapshot(db_path: str, req: pair_view.ViewRequest) -> Snapshot:
     """One read of the database, shared by every viewer of the same view for 1 s.
 
     Several browser tabs then cost one read-only open per second, not one each,
     which keeps the flow's writer from waiting on readers. Errors are not cached.
     """
     with dbio.open_readonly(db_path) as con:
-        return snapshot.load_snapshot(con, req, db_path, health_max_age_s=HEALTH_EVERY_S)
+        tables = dbio.existing_tables(con)
+        view, health = snapshot.load_snapshot(con, req, db_path, health_max_age_s=HEALTH_EVERY_S)
+        strategy = sv.load_strategy(
+            con, req.strategy, req.pair, req.tf, view.start, view.end, view.bucket_s, tables=tables
+        )
+        grid = None
+        if not view.has_analytics and "bars" in tables:
+            grid = pair_view.grid_points(con, req.y, req.x, req.tf)
+        return Snapshot(view, health, strategy, grid)
 
 
 def pair_options(cfg: AppConfig) -> list[str]:
-    """Pairs found in the database first, then configured ones; all validated."""
+    """Pairs found in the database first, then configured ones; all validated.
+
+    The pair the scanner just opened is kept even if the list is a few seconds old.
+    """
     options: list[str] = []
-    for name in [*discover_pairs(str(cfg.db_path)), *cfg.pairs]:
+    chosen = st.session_state.get("pair")
+    extra = [chosen] if isinstance(chosen, str) else []
+    for name in [*discover_pairs(str(cfg.db_path)), *cfg.pairs, *extra]:
         try:
             pair_view.parse_pair(name)
         except ValueError:
@@ -226,13 +327,24 @@ class Controls:
     candle_leg: str
     live: bool
     refresh_s: int
+    strategy: str = sv.DEFAULT_STRATEGY
+    strategy_params: dict[str, Any] = field(default_factory=dict)
 
     def request(self) -> pair_view.ViewRequest:
         """The query request for these controls (validates the pair)."""
         y, x = pair_view.parse_pair(self.pair)
         return pair_view.ViewRequest(
-            y=y, x=x, tf=self.tf, lookback=pair_view.LOOKBACKS[self.lookback]
+            y=y,
+            x=x,
+            tf=self.tf,
+            lookback=pair_view.LOOKBACKS[self.lookback],
+            strategy=self.strategy,
         )
+
+    @property
+    def kalman(self) -> bool:
+        """The selected strategy trades the Kalman z."""
+        return self.strategy_params.get("model") == "kalman"
 
 
 def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
@@ -241,9 +353,20 @@ def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
     sb.markdown("## pairflow")
     sb.caption("Crypto pair-trading analytics")
     pair = sb.selectbox("Pair (Y / X)", pairs, key="pair", help="From the analytics table.")
-    tf = sb.segmented_control(
-        "Timeframe", timeutil.TIMEFRAMES, default="1s", required=True, key="tf"
+    # No `default=`: the scanner sets this key from a callback (a default as well
+    # would make Streamlit warn about the double source of the value).
+    st.session_state.setdefault("tf", "1s")
+    tf = sb.segmented_control("Timeframe", timeutil.TIMEFRAMES, required=True, key="tf")
+    known = discover_strategies(str(cfg.db_path))
+    names = sv.strategy_order(list(known)) or [sv.DEFAULT_STRATEGY]
+    strategy = sb.selectbox(
+        "Strategy",
+        names,
+        key="strategy",
+        help="Paper strategy whose signals, trades and equity are shown (from the "
+        "`strategies` table; PAIRFLOW_STRATEGIES).",
     )
+    strategy = strategy if strategy and sv.is_valid_strategy(strategy) else sv.DEFAULT_STRATEGY
     lookback = sb.select_slider(
         "Lookback",
         options=list(pair_view.LOOKBACKS),
@@ -288,6 +411,8 @@ def sidebar(cfg: AppConfig, pairs: list[str]) -> Controls:
         candle_leg=y if leg == "Y" else x,
         live=bool(live),
         refresh_s=int(refresh_s),
+        strategy=strategy,
+        strategy_params=known.get(strategy, {}),
     )
 
 
@@ -372,7 +497,48 @@ def render_kpis(view: pair_view.ViewData, ctl: Controls, now: datetime) -> None:
         )
 
 
-def render_pair_tab(view: pair_view.ViewData, ctl: Controls) -> None:
+def window_message(cfg: AppConfig, req: pair_view.ViewRequest, grid_points: int | None) -> str:
+    """Why a timeframe has no analytics yet, and how long it needs (display only).
+
+    ``W`` comes from ``PAIRFLOW_WINDOWS`` (the ``analytics.window`` column does not
+    exist before the first row); ``grid_points`` is what the pair has so far.
+    """
+    head = f"No analytics for {req.pair} at {req.tf} yet"
+    w = cfg.windows.get(req.tf)
+    if cfg.windows and w is None:
+        analysed = ", ".join(f"{tf} (W={n})" for tf, n in cfg.windows.items())
+        return (
+            f"{head}: {req.tf} is not analysed (`PAIRFLOW_WINDOWS` lists {analysed}). "
+            f"Add `{req.tf}=W` to analyse it."
+        )
+    if w is None:
+        return f"{head}: the flow writes them once the window has filled with bars of both legs."
+    have = grid_points or 0
+    need = max(0, w - have)
+    wait = fmt_age(need * TF_MS[req.tf] / 1000)
+    text = (
+        f"{head}: the window needs **W = {w} {req.tf} bars** of both legs and has "
+        f"**{have:,}** so far ({need:,} to go, ≈ {wait} at one bar per {req.tf})."
+    )
+    if cfg.source_kind == "binance":
+        if cfg.warmup and cfg.warmup != "off":
+            text += (
+                f" Live: the warm start (`PAIRFLOW_WARMUP={cfg.warmup}`) fills it from REST "
+                "klines when the flow starts; the Pipeline health view says if it was partial."
+            )
+        else:
+            text += " Live: turn on the warm start (`PAIRFLOW_WARMUP=auto`) to fill it at start."
+    else:
+        text += (
+            " This input does not hold enough history for it; a live run with the warm "
+            "start (`PAIRFLOW_WARMUP=auto`) fills every window within seconds."
+        )
+    return text
+
+
+def render_pair_tab(
+    cfg: AppConfig, view: pair_view.ViewData, ctl: Controls, grid_points: int | None = None
+) -> None:
     """The charts of the pair view."""
     req = view.request
     top = st.container()  # a fixed slot: the charts keep their place in the tree
@@ -387,11 +553,8 @@ def render_pair_tab(view: pair_view.ViewData, ctl: Controls) -> None:
             f"newest {req.tf} bar), {bucket}."
         )
     if not view.has_analytics:
-        top.info(
-            f"No analytics for {req.pair} at {req.tf} in this view yet: the flow writes "
-            "them once the analytics window has filled with bars of both legs."
-        )
-    figs = charts.pair_figures(view, ctl.candle_leg, ctl.entry, ctl.exit)
+        top.info(window_message(cfg, req, grid_points))
+    figs = charts.pair_figures(view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman)
     layout = (("legs", "candles"), ("spread", "zscore"), ("corr", "beta", "pvalues"))
     for row in layout:
         for col, name in zip(st.columns(len(row)), row, strict=True):
@@ -399,6 +562,156 @@ def render_pair_tab(view: pair_view.ViewData, ctl: Controls) -> None:
                 st.plotly_chart(
                     figs[name], key=f"chart_{name}", config=PLOTLY_CONFIG, width="stretch"
                 )
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    if not params:
+        return "parameters not in the `strategies` table"
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
+def render_strategy_tab(view: pair_view.ViewData, data: sv.StrategyData, ctl: Controls) -> None:
+    """One paper strategy on the pair: KPIs, equity, drawdown and the trade list.
+
+    Every number is the flow's (``strategy_stats``, ``strategy_equity``,
+    ``strategy_trades``); only the drawdown curve is drawn from the stored equity.
+    """
+    st.caption(
+        f"Strategy **{data.strategy}** on {data.pair} at {data.tf}: "
+        f"{_params_text(data.params)}. Paper fills at the next bar's closes; no order "
+        "book, funding or borrow costs. Entry/exit markers are on the Pair analytics z chart."
+    )
+    stats = data.stats
+    cols = st.columns(7)
+    pnl = stats.get("pnl")
+    tone = "off" if pnl is None else ("normal" if pnl >= 0 else "inverse")
+    kpi(
+        cols[0],
+        "PnL",
+        fmt_number(pnl, ",.2f"),
+        fmt_number(stats.get("return_pct"), "+.2f") + " %",
+        tone,
+    )
+    kpi(cols[1], "Sharpe (annualised)", fmt_number(stats.get("sharpe"), ".2f"))
+    kpi(cols[2], "Max drawdown", fmt_number(stats.get("max_drawdown"), ",.2f"))
+    win = stats.get("win_rate")
+    kpi(cols[3], "Win rate", "—" if win is None else f"{100 * float(win):.0f} %")
+    kpi(cols[4], "Trades", fmt_number(stats.get("trades"), ",.0f"))
+    exposure = stats.get("exposure")
+    kpi(cols[5], "Exposure", "—" if exposure is None else f"{100 * float(exposure):.0f} %")
+    kpi(cols[6], "Mean bars held", fmt_number(stats.get("mean_bars_held"), ".1f"))
+    if not stats:
+        st.info(
+            f"No results of strategy '{data.strategy}' for {data.pair} at {data.tf} yet: "
+            "strategies run on the analytics rows, so they start when the window is full."
+        )
+    figs = charts.strategy_figures(view, data)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(figs["equity"], key="chart_equity", config=PLOTLY_CONFIG, width="stretch")
+    with right:
+        st.plotly_chart(
+            figs["drawdown"], key="chart_drawdown", config=PLOTLY_CONFIG, width="stretch"
+        )
+    st.markdown("**Closed trades** (newest first)")
+    if data.trades.empty:
+        st.caption("No closed trade yet.")
+        return
+    shown = data.trades.head(TRADE_ROWS)
+    st.caption(
+        f"{data.trade_count:,} closed trades; the newest {len(shown):,} below. "
+        "Times are fills (UTC); side +1 = long spread (long Y, short β·X)."
+    )
+    num = st.column_config.NumberColumn
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        height=min(420, 38 + 35 * len(shown)),
+        column_config={
+            "entry_ts": st.column_config.DatetimeColumn("entry", format="YYYY-MM-DD HH:mm:ss"),
+            "exit_ts": st.column_config.DatetimeColumn("exit", format="YYYY-MM-DD HH:mm:ss"),
+            "side": num("side", format="%+d"),
+            "entry_z": num("entry z", format="%.2f"),
+            "exit_z": num("exit z", format="%.2f"),
+            "beta": num("β", format="%.4f"),
+            "q_y": num("q Y", format="%.6g"),
+            "q_x": num("q X", format="%.6g"),
+            "entry_y": num("Y in", format="%.6g"),
+            "entry_x": num("X in", format="%.6g"),
+            "exit_y": num("Y out", format="%.6g"),
+            "exit_x": num("X out", format="%.6g"),
+            "fees": num("fees", format="%.2f"),
+            "pnl": num("PnL", format="%.2f"),
+            "bars_held": num("bars", format="%d"),
+        },
+    )
+
+
+def render_revisions(health: pipeline_health.HealthData) -> None:
+    """Amendments: how many numbers the flow revised after late data, and when."""
+    st.markdown("**Revised after late data (amendments)**")
+    by_symbol = health.amendments_by_symbol()
+    by_key = health.recomputed_by_key()
+    if by_symbol.empty and by_key.empty:
+        st.caption(
+            "No bar was amended: every number shown is as first computed. (The flow "
+            "reports `amended_bars_total` when a late tick or a backfill changes a bar.)"
+        )
+        return
+    last = health.last_revision()
+    bars = int(by_symbol["bars_amended"].sum()) if not by_symbol.empty else 0
+    rows = int(by_key["rows_recomputed"].sum()) if not by_key.empty else 0
+    st.caption(
+        f"{bars:,} bars amended (all timeframes, counted per symbol), {rows:,} analytics "
+        f"rows recomputed; the last revision at {fmt_time(last)}. Analytics, signals, "
+        "trades and equity from an amended interval on were recomputed from the final bars."
+    )
+    c1, c2 = st.columns(2)
+    with c1:
+        if not by_symbol.empty:
+            st.dataframe(
+                by_symbol, hide_index=True, width="stretch", height=_table_height(by_symbol)
+            )
+    with c2:
+        if not by_key.empty:
+            st.dataframe(by_key, hide_index=True, width="stretch", height=_table_height(by_key))
+
+
+def render_warmup(health: pipeline_health.HealthData) -> None:
+    """The live source's warm start: complete, or partial with how much is missing."""
+    wu = health.warmup
+    if wu.empty:
+        return
+    for row in wu.itertuples(index=False):
+        if row.complete:
+            st.success(
+                f"Warm start of `{row.component}` complete: every analysed timeframe "
+                f"started with full history (reported {fmt_time(pd_time(row.ts))})."
+            )
+        else:
+            st.warning(
+                f"**Warm start of `{row.component}` partial**: {row.missing_intervals:,} kline "
+                f"intervals not fetched, {row.missing_symbols:,} symbols without trades since "
+                "the 5m boundary (REST throttled or down). Windows fill from live bars; "
+                "the first analytics rows of those timeframes come later."
+            )
+
+
+def pd_time(value: object) -> datetime | None:
+    """A pandas/NumPy timestamp as an aware datetime (``None`` if missing)."""
+    if value is None or pd.isna(value):
+        return None
+    ts = pd.Timestamp(value)
+    return (ts if ts.tzinfo else ts.tz_localize("UTC")).to_pydatetime()
+
+
+def _table_height(frame: object, max_rows: int = 12) -> int:
+    """Pixel height that shows every row of ``frame`` (up to ``max_rows``)."""
+    n = len(frame)  # type: ignore[arg-type]
+    return 38 + 35 * max(1, min(n, max_rows))
 
 
 def render_health_tab(
@@ -414,6 +727,7 @@ def render_health_tab(
     found = health.row_counts.get("gaps", 0)
     kpi(cols[4], "Gaps not filled", f"{health.open_gaps:,}", f"{found:,} found")
     kpi(cols[5], "DB size", fmt_bytes(health.db_bytes))
+    render_warmup(health)
 
     figs = charts.health_figures(health)
     left, right = st.columns(2)
@@ -440,10 +754,12 @@ def render_health_tab(
                 )
     with c2:
         st.markdown("**Rows per table**")
+        counts = [{"table": k, "rows": v} for k, v in health.row_counts.items()]
         st.dataframe(
-            [{"table": k, "rows": v} for k, v in health.row_counts.items()],
+            counts,
             hide_index=True,
             width="stretch",
+            height=_table_height(counts, max_rows=len(counts)),  # every table, no scrolling
         )
     with c3:
         st.markdown("**Gaps in trade ids (newest)**")
@@ -451,6 +767,7 @@ def render_health_tab(
             st.caption("No gaps detected.")
         else:
             st.dataframe(health.gaps_recent, hide_index=True, width="stretch")
+    render_revisions(health)
     with st.expander("All pipeline stats (newest value per component and metric)"):
         if health.stats_latest.empty:
             st.caption("The flow has not reported any stats yet.")
@@ -527,8 +844,8 @@ def _render_body(
         return
     state_key = (str(cfg.db_path), req)
     try:
-        view, health = shared_snapshot(str(cfg.db_path), req)
-        st.session_state["last_good"] = (state_key, view, health)
+        snap = shared_snapshot(str(cfg.db_path), req)
+        st.session_state["last_good"] = (state_key, snap)
     except dbio.DatabaseMissingError:
         notices.info(missing_db_message(cfg))
         return
@@ -539,10 +856,10 @@ def _render_body(
                 f"**The database is busy.** {exc} The dashboard tries again on the next refresh."
             )
             return
-        _, view, health = last
+        _, snap = last
         notices.warning(
             f"The database is busy (the flow holds its lock); showing data read at "
-            f"{view.read_at.strftime('%H:%M:%S')} UTC."
+            f"{snap.view.read_at.strftime('%H:%M:%S')} UTC."
         )
     except dbio.SchemaMissingError:
         notices.info(
@@ -554,6 +871,7 @@ def _render_body(
         notices.error(f"Cannot read the database: {exc}")
         return
 
+    view, health = snap.view, snap.health
     if view.newest_bar_end is None:
         notices.info(
             f"No bars for {req.y} or {req.x} yet. They appear a second or two after the "
@@ -571,18 +889,58 @@ def _render_body(
         notices.info(f"No {req.tf} bars for {req.pair} yet; try another timeframe.")
     with body:
         render_kpis(view, ctl, now)
-        tab_pair, tab_health, tab_data = st.tabs(["Pair analytics", "Pipeline health", "Data"])
-        with tab_pair:
-            render_pair_tab(view, ctl)
-        with tab_health:
+        selected = current_view()
+        if selected == VIEW_STRATEGY:
+            render_strategy_tab(view, snap.strategy, ctl)
+        elif selected == VIEW_HEALTH:
             render_health_tab(cfg, view, health)
-        with tab_data:
+        elif selected == VIEW_DATA:
             render_data_tab(view)
+        else:
+            render_pair_tab(cfg, view, ctl, snap.grid_points)
+
+
+def current_view() -> str:
+    """The view picked in the view selector (the pair view by default)."""
+    value = st.session_state.get("view")
+    return value if value in VIEWS else VIEW_PAIR
+
+
+def _open_from_scanner(pair: str, tf: str) -> None:
+    """Scanner callback: show the pair view of the pair just opened.
+
+    The whole app must rerun, since the sidebar lives outside the live fragment.
+    """
+    st.session_state["view"] = VIEW_PAIR
+    st.session_state["rerun_app"] = True
+
+
+def render_scanner_view(cfg: AppConfig) -> None:
+    """The Scanner view (its own read of the ``scan`` table)."""
+    try:
+        scanner.render_scanner_tab(
+            lambda: dbio.open_readonly(cfg.db_path),
+            timeframes=timeutil.TIMEFRAMES,
+            on_open=_open_from_scanner,
+        )
+    except dbio.DatabaseMissingError:
+        st.info(missing_db_message(cfg))
+    except dbio.DatabaseLockedError as exc:
+        st.warning(
+            f"**The database is busy.** {exc} The dashboard tries again on the next refresh."
+        )
+    except (dbio.DashboardDataError, duckdb.Error) as exc:
+        st.error(f"Cannot read the scan: {exc}")
 
 
 def _safe_live(cfg: AppConfig, ctl: Controls) -> None:
+    if st.session_state.pop("rerun_app", False):
+        st.rerun()  # the scanner opened a pair: redraw the sidebar and the pair view
     try:
-        render_live(cfg, ctl)
+        if current_view() == VIEW_SCANNER:
+            render_scanner_view(cfg)
+        else:
+            render_live(cfg, ctl)
     except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
         LOG.exception("dashboard refresh failed")
         st.error(f"Something went wrong while drawing the dashboard: {type(exc).__name__}: {exc}")
@@ -598,8 +956,18 @@ def main() -> None:
     cfg = load_app_config()
     pairs = pair_options(cfg)
     ctl = sidebar(cfg, pairs)
+    synthetic = is_synthetic(cfg)
     y, x = (ctl.pair.split("/") + ["", ""])[:2]
-    st.markdown(f"### {y} / {x} · {ctl.tf}" if ctl.pair else "### pairflow")
+    badge = " :orange-badge[:material/science: SYNTHETIC DATA]" if synthetic else ""
+    st.markdown((f"### {y} / {x} · {ctl.tf}" if ctl.pair else "### pairflow") + badge)
+    if synthetic:
+        st.sidebar.markdown(":orange-badge[:material/science: SYNTHETIC DATA]")
+        st.caption(
+            "**Synthetic data**: simulated prices from pairflow's synthetic source "
+            "(planted cointegrated pairs), not market prices."
+        )
+    st.session_state.setdefault("view", VIEW_PAIR)
+    st.segmented_control("View", VIEWS, required=True, key="view", label_visibility="collapsed")
     if cfg.warning:
         st.warning(f"Settings problem, using defaults: {cfg.warning}")
     if ctl.exit >= ctl.entry:

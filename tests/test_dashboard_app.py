@@ -22,7 +22,8 @@ from sinks.schema import create_all
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 PAIR_CHARTS = 7
-ALL_CHARTS = 9  # 7 pair charts + 2 health charts (all tabs are rendered)
+ALL_CHARTS = PAIR_CHARTS  # only the selected view is drawn (the pair view by default)
+VIEWS = ["Pair analytics", "Strategy", "Scanner", "Pipeline health", "Data"]
 TIMEOUT = 30
 
 
@@ -96,6 +97,18 @@ def test_renders_every_chart_and_kpi(use_db, fresh_db: Path) -> None:
         "Engle-Granger p",
         "Half-life",
         "Newest bar age",
+    ):
+        assert label in labels
+    values = {m.label: m.value for m in at.metric}
+    assert values["Hedge ratio β"] != "—"
+    assert values["BTCUSDT last"] != "—"
+    assert not any("old" in w for w in _texts(at.warning))  # fresh: no stale warning
+    assert at.segmented_control(key="view").options == VIEWS
+    at.segmented_control(key="view").set_value("Pipeline health").run()
+    assert_clean(at)
+    assert chart_count(at) == 2
+    labels = [m.label for m in at.metric]
+    for label in (
         "Ticks/s",
         "Rejected inputs",
         "Late ticks",
@@ -104,11 +117,8 @@ def test_renders_every_chart_and_kpi(use_db, fresh_db: Path) -> None:
         "DB size",
     ):
         assert label in labels
-    values = {m.label: m.value for m in at.metric}
-    assert values["Hedge ratio β"] != "—"
-    assert values["BTCUSDT last"] != "—"
-    assert not any("old" in w for w in _texts(at.warning))  # fresh: no stale warning
-    assert [t.label for t in at.tabs] == ["Pair analytics", "Pipeline health", "Data"]
+    at.segmented_control(key="view").set_value("Data").run()
+    assert_clean(at)
     assert at.download_button[0].label.startswith("Download CSV")
     assert any("live, every 2 s" in c for c in _texts(at.caption))
 
@@ -153,6 +163,7 @@ def test_every_control(use_db, fresh_db: Path) -> None:
     assert any("paused" in c for c in _texts(at.caption))
     assert at.select_slider(key="refresh_s").disabled
 
+    at.segmented_control(key="view").set_value("Data").run()
     at.download_button(key="download_csv").click().run()
     assert_clean(at)
 
@@ -249,6 +260,7 @@ def test_redis_unreachable(use_db, monkeypatch: pytest.MonkeyPatch, fresh_db: Pa
     use_db(fresh_db)
     monkeypatch.setenv("PAIRFLOW_REDIS_URL", "redis://127.0.0.1:1/0")
     at = run_app()
+    at.segmented_control(key="view").set_value("Pipeline health").run()
     assert_clean(at)
     assert any("unreachable" in c for c in _texts(at.caption))
 
