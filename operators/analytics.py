@@ -38,6 +38,8 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
   (:mod:`pairflow.stats.cointegration`, O(W) vectorised); half_life =
   -ln 2 / ln(1 + lambda) in *bars of the timeframe* from OLS of dspread on
   [1, spread_{t-1}] (O(W) vectorised), ``None`` if lambda >= 0 or 1 + lambda <= 0.
+  With ``PAIRFLOW_NUMBA`` (``auto``: from 8 keys on) spreads, half-life and both
+  tests are one compiled call per row (:mod:`pairflow.stats.fastrow`; same agreement).
 * **Undefined values** (a constant leg, zero spread variance...) are ``None``,
   never NaN or inf.
 * **Hedge models.** Each :class:`~pairflow.stats.hedge.HedgeModel` (the Kalman filter
@@ -85,9 +87,11 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.signals import EXIT, LONG_SPREAD, SHORT_SPREAD, SignalRule, retract_from
 from pairflow.records import AnalyticsRow, Bar, RetractFrom, Signal, Stat, Watermark
-from pairflow.stats.cointegration import spread_tests
+from pairflow.stats.cointegration import SQRTEPS, adf_maxlag, spread_tests
+from pairflow.stats.cointegration import _pvalue as pvalue
+from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, kernel, use_compiled
 from pairflow.stats.hedge import NO_OUT, HedgeModel, KalmanHedge
-from pairflow.stats.rolling import RollingPair, RollingScalars, restore, scalars
+from pairflow.stats.rolling import OlsFit, RollingPair, RollingScalars, restore, scalars
 from pairflow.timeutil import TF_MS, now_ms
 
 __all__ = [
@@ -235,6 +239,7 @@ class PairState:
         amended_points: Grid points whose bar changed after they were placed.
         recomputed_rows: Rows re-emitted because of amendments.
         reported: Counter values last reported as Stats.
+        compiled: Use the compiled row kernel (:mod:`pairflow.stats.fastrow`).
     """
 
     key: str
@@ -262,6 +267,7 @@ class PairState:
     amended_points: int = 0
     recomputed_rows: int = 0
     reported: dict[str, int] = field(default_factory=dict)
+    compiled: bool = False
 
     @property
     def pair(self) -> str:
@@ -290,6 +296,7 @@ def new_state(
     pvalue_every: int = 1,
     kalman_delta: float | None = 0.01,
     horizon_ms: int = AMEND_HORIZON_MS,
+    compiled: bool | None = None,
 ) -> PairState:
     """Fresh state for ``key`` (``"Y/X|tf"``).
 
@@ -302,6 +309,9 @@ def new_state(
         kalman_delta: The Kalman model's ``delta``; ``None`` = no Kalman columns.
         horizon_ms: How far back amendments are followed (``horizon_ms // tf_ms``
             grid points, at least 1).
+        compiled: Use the numba row kernel (same numbers to ~1e-15; needs numba,
+            else the numpy path); ``None``: ``PAIRFLOW_NUMBA`` for a single key
+            (:func:`pairflow.stats.fastrow.use_compiled`).
 
     Raises:
         ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1``,
@@ -346,6 +356,7 @@ def new_state(
         rets=RollingPair.create(window - 1),
         history=deque(maxlen=window + horizon + 1),
         hedge_states=(None,) * len(models),
+        compiled=use_compiled(1) if compiled is None else compiled,
     )
 
 
@@ -502,7 +513,7 @@ def _compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
     kind = None
     if state.grid_points >= state.window:
         with_p = (state.grid_points - state.window) % state.pvalue_every == 0
-        stats = window_stats(state.levels, state.rets, with_pvalues=with_p)
+        stats = window_stats(state.levels, state.rets, with_pvalues=with_p, compiled=state.compiled)
         for i, model in enumerate(state.models):
             hs = state.hedge_states[i]
             if hs is None:
@@ -709,7 +720,7 @@ def _report(state: PairState, out: list[Output]) -> None:
 
 
 def window_stats(
-    levels: RollingPair, rets: RollingPair, *, with_pvalues: bool = True
+    levels: RollingPair, rets: RollingPair, *, with_pvalues: bool = True, compiled: bool = False
 ) -> dict[str, float | None]:
     """Statistics of the current window (DESIGN "Analytics definitions").
 
@@ -717,6 +728,8 @@ def window_stats(
         levels: Rolling (y, x) log prices; the newest pair is the row's.
         rets: Rolling (dy, dx) log returns of the same window.
         with_pvalues: Compute ``adf_pvalue``/``eg_pvalue`` (else ``None``).
+        compiled: Half-life and tests through the compiled row kernel if numba is
+            installed (:mod:`pairflow.stats.fastrow`).
 
     Returns:
         ``alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life,
@@ -746,6 +759,9 @@ def window_stats(
     if fit.ssr <= tiny:
         return res  # spreads are (numerically) constant: z, tests, half-life undefined
     res["zscore"] = finite_or_none(centred / math.sqrt(fit.ssr / (n - 1)))
+    kern = kernel() if compiled else None
+    if kern is not None:
+        return _compiled_tail(kern, levels, fit, res, with_pvalues)
     spreads = levels.residuals(fit.beta)
     res["half_life"] = half_life(spreads)
     if with_pvalues:
@@ -777,10 +793,61 @@ def half_life(spreads: np.ndarray) -> float | None:
     if not sxx > 0.0:
         return None
     d -= _SUM(d) / m
-    lam = float(lc @ d) / sxx
+    return _half_life_from(float(lc @ d) / sxx)
+
+
+def _half_life_from(lam: float) -> float | None:
+    """``-ln 2 / ln(1 + lam)``; ``None`` unless ``-1 < lam < 0``."""
     if not (lam < 0.0 and 1.0 + lam > 0.0):
         return None
     return finite_or_none(-math.log(2.0) / math.log1p(lam))
+
+
+def _compiled_tail(
+    kern: Callable[..., int],
+    levels: RollingPair,
+    fit: OlsFit,
+    res: dict[str, float | None],
+    with_pvalues: bool,
+) -> dict[str, float | None]:
+    """Half-life and p-values of :func:`window_stats` through the compiled row kernel.
+
+    Windows the kernel declines (a failed pivot check, R^2 ~ 1, a short window) take
+    the numpy path of :func:`~pairflow.stats.cointegration.spread_tests`.
+    """
+    n = fit.n
+    rsq = fit.rsquared
+    p = adf_maxlag(n, "c")
+    fast = (
+        with_pvalues
+        and rsq is not None
+        and rsq < 1 - 100 * SQRTEPS
+        and p >= 0
+        and p == adf_maxlag(n, "n")
+    )
+    out = _KERNEL_OUT
+    status = kern(
+        levels.buf_a, levels.buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
+        levels.s_a, levels.s_b, fit.beta, p if fast else -1, out,
+    )  # fmt: skip
+    if status & OK_HALF_LIFE:
+        res["half_life"] = _half_life_from(float(out[0]))
+    if not with_pvalues:
+        return res
+    if status & OK_TESTS:
+        res["adf_pvalue"] = finite_or_none(pvalue(float(out[1]), "c", 1))
+        res["eg_pvalue"] = finite_or_none(pvalue(float(out[5]), "c", 2))
+        return res
+    tests = spread_tests(levels.residuals(fit.beta), rsq)
+    if tests.adf is not None:
+        res["adf_pvalue"] = finite_or_none(tests.adf.pvalue)
+    if tests.eg is not None:
+        res["eg_pvalue"] = finite_or_none(tests.eg.pvalue)
+    return res
+
+
+_KERNEL_OUT = np.empty(N_OUT)
+"""The kernel's output buffer (a worker is one thread; read right after each call)."""
 
 
 class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output, PairState | None]):
@@ -926,9 +993,13 @@ def pair_analytics_op(
     for tf, w in windows.items():  # validate early
         new_state(pair_key("A", "B", tf), w, entry_z, exit_z, pvalue_every, kalman_delta)
 
+    compiled = use_compiled(len(pairs) * len(windows))
+
     def make(key: str) -> PairState:
         tf = parse_pair_key(key)[2]
-        return new_state(key, windows[tf], entry_z, exit_z, pvalue_every, kalman_delta)
+        return new_state(
+            key, windows[tf], entry_z, exit_z, pvalue_every, kalman_delta, compiled=compiled
+        )
 
     keyed = op.flat_map("route", bars, lambda item: route(item, pairs, windows))
     logic = op.stateful_batch("analytics", keyed, lambda resume: PairAnalyticsLogic(resume, make))
