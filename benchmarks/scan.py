@@ -1,0 +1,282 @@
+"""Scanner speed: µs per analytics row (kernel and whole flow) against statsmodels, in one run.
+
+    uv run python benchmarks/scan.py                 # N=14 (91 pairs), 1s W=300, ~10 min
+    uv run python benchmarks/scan.py --quick         # shorter flows, fewer repeats
+    uv run python benchmarks/scan.py --keep-up 20,24,28 [--workers 2]
+        # all-pairs 1s/1m/5m scans: which N keeps up with real time
+
+Measures, in the same run (the machine is shared: ratios, not absolute numbers):
+
+1. **statsmodels** µs per row: OLS + ``adfuller`` + ``coint`` (+ z, corr, half-life
+   OLS) recomputed on a sample of windows (``benchmarks/analytics.py``'s
+   ``statsmodels_row``), at W=100/300/1000.
+2. **kernel** µs per row: :class:`operators.analytics.PairAnalyticsLogic` per bar at
+   the same W, compiled (numba) and numpy paths.
+3. **whole flow** µs per row: the real ``dataflow.build`` (synthetic ``clusters``
+   universe, ``PAIRFLOW_PAIRS=all``, DuckDB sink, scan, no Redis) as a child process,
+   analytics on vs off (alternating, ``--repeat`` times, median):
+   ``(wall_on - wall_off - kernel load) / analytics rows``. The numba load (import +
+   cached machine code, paid once per process) is reported and not counted per row.
+4. ``--keep-up``: for each N, all pairs at ``1s=300,1m=120,5m=60`` over
+   ``--keep-up-s`` simulated seconds; it keeps up if the flow's processing time
+   (wall minus start-up, i.e. minus the same flow's wall with a 1 s duration) is
+   below the simulated time. Also the DuckDB rows written per second of wall time.
+
+Children write byte-code under a temporary ``PYTHONPYCACHEPREFIX`` (this environment
+sets ``PYTHONDONTWRITEBYTECODE``; a user's installation has byte-code), BLAS runs one
+thread. Prints Markdown tables; never asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+CHILD = r"""
+import json, os, sys, time
+t_start = time.perf_counter()
+from bytewax.testing import run_main
+import dataflow
+from pairflow.config import load_settings
+s = load_settings()
+f = dataflow.build(s, with_analytics=os.environ["BENCH_ANALYTICS"] == "1")
+warm = 0.0
+if os.environ["BENCH_ANALYTICS"] == "1" and os.environ.get("PAIRFLOW_NUMBA") != "off":
+    from pairflow.stats import fastrow
+    t = time.perf_counter(); fastrow.kernel(); warm = time.perf_counter() - t
+t_build = time.perf_counter()
+workers = int(os.environ.get("BENCH_WORKERS", "1"))
+if workers > 1:
+    from bytewax.testing import cluster_main
+    cluster_main(f, [], 0, worker_count_per_proc=workers)
+else:
+    run_main(f)
+t_run = time.perf_counter() - t_build
+import duckdb
+con = duckdb.connect(s.db_path, read_only=True)
+counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0]
+          for t in ("analytics", "scan", "bars")}
+print(json.dumps({"run_s": t_run, "startup_s": t_build - t_start, "warm_s": warm,
+                  "counts": counts}))
+"""
+
+
+def _load_analytics_bench():  # noqa: ANN202 - a module
+    spec = importlib.util.spec_from_file_location(
+        "_bench_analytics", ROOT / "benchmarks/analytics.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def symbols(n: int) -> str:
+    """``n`` synthetic symbol names."""
+    return ",".join(f"S{i:02d}USDT" for i in range(n))
+
+
+def run_flow(
+    n: int, duration_s: float, windows: str, analytics: bool, tmp: Path, workers: int = 1,
+    rate: float = 5.0,
+) -> dict:  # fmt: skip
+    """One child process of the whole flow; its timings and table counts."""
+    db = tmp / f"f{time.monotonic_ns()}.db"
+    env = {
+        **os.environ,
+        "PAIRFLOW_SOURCE": "synthetic",
+        "PAIRFLOW_SYNTHETIC_UNIVERSE": "clusters",
+        "PAIRFLOW_SYNTHETIC_DURATION_S": str(duration_s),
+        "PAIRFLOW_SYNTHETIC_RATE": str(rate),
+        "PAIRFLOW_SYMBOLS": symbols(n),
+        "PAIRFLOW_PAIRS": "all",
+        "PAIRFLOW_WINDOWS": windows,
+        "PAIRFLOW_REDIS_URL": "",
+        "PAIRFLOW_DB": str(db),
+        "BENCH_ANALYTICS": "1" if analytics else "0",
+        "BENCH_WORKERS": str(workers),
+        "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    db.unlink(missing_ok=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the measurements and print the tables."""
+    from pairflow.testing.bench import machine, md_table
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--symbols", type=int, default=14, help="N for the whole-flow rows")
+    parser.add_argument("--duration-s", type=float, default=1800.0, help="simulated seconds")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep-up", default="", help="comma-separated N to test for real time")
+    parser.add_argument("--keep-up-s", type=float, default=1800.0)
+    parser.add_argument("--workers", type=int, default=1, help="with --keep-up")
+    parser.add_argument("--skip-flow", action="store_true", help="kernel and statsmodels only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration_s, args.repeat = min(args.duration_s, 900.0), 1
+
+    print(machine(), "\n")
+    with tempfile.TemporaryDirectory(prefix="pairflow-scan-") as tmp_s:
+        tmp = Path(tmp_s)
+        if args.keep_up:
+            keep_up(args, tmp)
+            return
+        bench = _load_analytics_bench()
+        sm: dict[int, float] = {}
+        ours: dict[tuple[int, str], float] = {}
+        bars, sm_bars = (300, 10) if args.quick else (1500, 40)
+        os.environ["PAIRFLOW_NUMBA"] = "on"
+        from pairflow.stats import fastrow
+
+        t = time.perf_counter()
+        fastrow.kernel()
+        warm = time.perf_counter() - t
+        wy, wx = bench.closes(200, "synthetic")
+        bench.time_ours(wy, wx, 100, 50, 1)
+        flows: list[tuple[float, float, dict]] = []
+        for w in (100, 300, 1000):
+            yc, xc = bench.closes(w + bars + 2, "real")
+            for mode in ("on", "off"):
+                os.environ["PAIRFLOW_NUMBA"] = mode
+                ours[(w, mode)] = statistics.median(
+                    bench.time_ours(yc, xc, w, bars, 1) for _ in range(max(1, args.repeat))
+                )
+            sm[w] = statistics.median(
+                bench.time_statsmodels(yc, xc, w, sm_bars) for _ in range(max(1, args.repeat))
+            )
+        os.environ.pop("PAIRFLOW_NUMBA", None)
+        if not args.skip_flow:
+            for _ in range(args.repeat):
+                off = run_flow(args.symbols, args.duration_s, "1s=300", False, tmp)
+                on = run_flow(args.symbols, args.duration_s, "1s=300", True, tmp)
+                flows.append((off["run_s"], on["run_s"], on))
+        print(f"numba kernel load (import + cached code) in this process: {warm:.2f} s\n")
+        rows = []
+        for w in (100, 300, 1000):
+            c, p = ours[(w, "on")], ours[(w, "off")]
+            rows.append(
+                [
+                    w,
+                    f"{sm[w]:,.0f}",
+                    f"{c:,.1f}",
+                    f"{sm[w] / c:,.0f}x",
+                    f"{p:,.1f}",
+                    f"{sm[w] / p:,.0f}x",
+                ]
+            )
+        print(
+            md_table(
+                [
+                    "W",
+                    "statsmodels µs/row",
+                    "kernel (numba) µs/row",
+                    "ratio",
+                    "kernel (numpy) µs/row",
+                    "ratio",
+                ],
+                rows,
+            )  # fmt: skip
+        )
+        if flows:
+            n_pairs = args.symbols * (args.symbols - 1) // 2
+            off_s = statistics.median(f[0] for f in flows)
+            on_s = statistics.median(f[1] for f in flows)
+            last = flows[-1][2]
+            nrows = last["counts"]["analytics"]
+            warm_s = statistics.median(f[2]["warm_s"] for f in flows)
+            per_row = (on_s - off_s) / nrows * 1e6
+            print(
+                f"\nwhole flow: N={args.symbols} ({n_pairs} pairs), 1s W=300, "
+                f"{args.duration_s:.0f} s simulated, {nrows:,} analytics rows, "
+                f"{last['counts']['scan']:,} scan rows; median of {len(flows)} alternating runs\n"
+            )
+            print(
+                md_table(
+                    [
+                        "flow",
+                        "run s (median)",
+                        "µs per analytics row",
+                        "statsmodels W=300 µs/row",
+                        "ratio",
+                        "goal",
+                    ],
+                    [
+                        ["analytics off", f"{off_s:.1f}", "", "", "", ""],
+                        [
+                            "analytics on",
+                            f"{on_s:.1f}",
+                            f"{per_row:,.0f}",
+                            f"{sm[300]:,.0f}",
+                            f"{sm[300] / per_row:,.0f}x",
+                            ">= 300x",
+                        ],
+                    ],
+                )  # fmt: skip
+            )
+            print(
+                f"\n(numba load {warm_s:.2f} s per process, before the run, not in run s; "
+                f"start-up of the on run {last['startup_s']:.2f} s)"
+            )
+
+
+def keep_up(args: argparse.Namespace, tmp: Path) -> None:
+    """The ``--keep-up`` table: does each N's all-pairs 1s/1m/5m flow keep real time."""
+    from pairflow.testing.bench import md_table
+
+    windows = "1s=300,1m=120,5m=60"
+    rows = []
+    for n in (int(v) for v in args.keep_up.split(",")):
+        res = run_flow(n, args.keep_up_s, windows, True, tmp, workers=args.workers)
+        run_s = res["run_s"]
+        c = res["counts"]
+        pairs = n * (n - 1) // 2
+        db_rows = c["analytics"] + c["scan"] + c["bars"]
+        rows.append(
+            [n, pairs, args.workers, f"{args.keep_up_s:.0f}", f"{run_s:.1f}",
+             f"{args.keep_up_s / run_s:.2f}x", "yes" if run_s < args.keep_up_s else "no",
+             f"{c['analytics']:,}", f"{db_rows / run_s:,.0f}"]
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+    print(
+        md_table(
+            [
+                "N",
+                "pairs",
+                "workers",
+                "simulated s",
+                "run s",
+                "speed vs real time",
+                "keeps up",
+                "analytics rows",
+                "DuckDB rows/s",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+
+
+if __name__ == "__main__":
+    main()
