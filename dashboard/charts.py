@@ -491,9 +491,7 @@ def beta_figure(view: ViewData) -> go.Figure:
     """Hedge ratio β over time: rolling OLS and, where the flow wrote it, Kalman."""
     ana = view.analytics
     has_kalman = bool("kalman_beta" in ana and ana["kalman_beta"].notna().any())
-    title = (
-        "Hedge ratio β (rolling OLS and Kalman)" if has_kalman else "Hedge ratio β (rolling OLS)"
-    )
+    title = "Hedge ratio β" if has_kalman else "Hedge ratio β (rolling OLS)"
     if ana.empty or ana["beta"].isna().all():
         return empty_figure(title, NO_DATA)
     t = _ms(ana["t"])

@@ -871,7 +871,7 @@ def _render_body(
         notices.error(f"Cannot read the database: {exc}")
         return
 
-    view, health = snap.view, snap.health
+    view = snap.view
     if view.newest_bar_end is None:
         notices.info(
             f"No bars for {req.y} or {req.x} yet. They appear a second or two after the "
@@ -890,14 +890,24 @@ def _render_body(
     with body:
         render_kpis(view, ctl, now)
         selected = current_view()
-        if selected == VIEW_STRATEGY:
-            render_strategy_tab(view, snap.strategy, ctl)
-        elif selected == VIEW_HEALTH:
-            render_health_tab(cfg, view, health)
-        elif selected == VIEW_DATA:
-            render_data_tab(view)
-        else:
-            render_pair_tab(cfg, view, ctl, snap.grid_points)
+        # A container per view (keyed): switching views then mounts fresh elements
+        # instead of turning one view's charts into another view's tables in place
+        # (which left st.dataframe blank in Chromium).
+        slot = st.container(key=f"view_{VIEWS.index(selected)}")
+        with slot:
+            _render_view(selected, cfg, ctl, snap)
+
+
+def _render_view(selected: str, cfg: AppConfig, ctl: Controls, snap: Snapshot) -> None:
+    """Draw the selected view (only that one)."""
+    if selected == VIEW_STRATEGY:
+        render_strategy_tab(snap.view, snap.strategy, ctl)
+    elif selected == VIEW_HEALTH:
+        render_health_tab(cfg, snap.view, snap.health)
+    elif selected == VIEW_DATA:
+        render_data_tab(snap.view)
+    else:
+        render_pair_tab(cfg, snap.view, ctl, snap.grid_points)
 
 
 def current_view() -> str:

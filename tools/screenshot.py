@@ -70,7 +70,8 @@ def main() -> None:
                 page.wait_for_selector(CHART, timeout=60_000)
                 page.wait_for_timeout(5000)
                 _shot(page, ROOT / "docs" / "screenshot.png")
-                page.get_by_role("tab", name="Pipeline health").click()
+                # the views are a segmented control (radio buttons), not st.tabs
+                page.get_by_role("radio", name="Pipeline health", exact=True).click()
                 page.wait_for_timeout(4000)
                 _shot(page, ROOT / "docs" / "screenshot-health.png")
                 browser.close()
