@@ -26,7 +26,7 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 # Only light imports at module level: ``python dataflow.py`` installs its signal
 # handlers before the heavy ones (bytewax, DuckDB, Redis, numpy) load in build().
@@ -58,9 +58,9 @@ def build(
     from bytewax.dataflow import Dataflow, Stream
 
     from operators import ingest as ingest_stage
-    from operators.bars import BarLogic, BarState
+    from operators.bars import BarIn, BarLogic, BarState
     from operators.sequence import SequenceLogic, SequenceState
-    from pairflow.records import Bar, Reject, Watermark
+    from pairflow.records import Bar, Reject, Tick, Watermark
     from sinks.duckdb_sink import DuckDBSink
     from sources.registry import make_source
 
@@ -71,10 +71,11 @@ def build(
     )
     grouped = op.flat_map_batch("ingest", inp, ingest)
     split = op.branch("split_ingested", grouped, ingest_stage.is_chunk)
-    chunks: Stream[ingest_stage.Chunk] = split.trues
+    # op.branch cannot narrow by a predicate's TypeGuard: the casts say what it split
+    chunks = cast("Stream[ingest_stage.Chunk]", split.trues)
     rec_split = op.branch("source_bars", split.falses, lambda x: isinstance(x, (Bar, Watermark)))
     # klines (warm start, kline files) and the warm start's Watermark(t5) per symbol/tf
-    source_bars: Stream[Bar | Watermark] = rec_split.trues
+    source_bars = cast("Stream[Bar | Watermark]", rec_split.trues)
     records = rec_split.falses  # Reject | Stat | Gap
 
     def seq_builder(resume: SequenceState | None) -> SequenceLogic:
@@ -82,16 +83,18 @@ def build(
 
     checked = op.stateful_batch("sequence", chunks, seq_builder)
     seq_split = op.branch("split_sequence", checked, lambda kv: not isinstance(kv[1], Reject))
-    sequenced = seq_split.trues  # (symbol, [Tick]) and (symbol, SourceClock)
+    # (symbol, [Tick]) and (symbol, SourceClock)
+    sequenced = cast("Stream[tuple[str, BarIn]]", seq_split.trues)
     seq_rejects = op.map("sequence_rejects", seq_split.falses, lambda kv: kv[1])
 
     if with_redis and settings.redis_url:
         from sinks.redis_sink import RedisTeeSink
 
         ticks_only = op.filter("ticks_only", sequenced, lambda kv: isinstance(kv[1], list))
+        tick_lists = cast("Stream[list[Tick]]", op.map("tee_values", ticks_only, lambda kv: kv[1]))
         op.output(
             "redis_tee",
-            op.map("tee_values", ticks_only, lambda kv: kv[1]),
+            tick_lists,
             RedisTeeSink(
                 settings.redis_url, settings.redis_maxlen, key_prefix=settings.redis_prefix
             ),
@@ -110,7 +113,9 @@ def build(
     built = op.stateful_batch("bars", sequenced, bar_builder)
     bar_out = op.map("bar_values", built, lambda kv: kv[1])
     bar_split = op.branch("split_bars", bar_out, lambda x: isinstance(x, (Bar, Watermark)))
-    bars_and_marks = op.merge("all_bars", source_bars, bar_split.trues)
+    bars_and_marks = op.merge(
+        "all_bars", source_bars, cast("Stream[Bar | Watermark]", bar_split.trues)
+    )
     bar_records = bar_split.falses  # late-tick Rejects and Stats
     bars = op.filter("bars_only", bars_and_marks, lambda x: isinstance(x, Bar))
 
