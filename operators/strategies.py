@@ -56,6 +56,7 @@ from pairflow.strategies.rules import (
     step_row,
 )
 from pairflow.timeutil import TF_MS, now_ms
+from sinks.schema import register_record
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +93,14 @@ StrategyOutput: TypeAlias = (
     | Stat
 )
 
-try:  # the table registry of the sink (sinks.schema); older specs map records themselves
-    from sinks.schema import register_record as _register
-except ImportError:  # pragma: no cover - depends on the sink version
-    _register = None
-if _register is not None:
-    for _cls, _table in (
-        (StrategyDef, "strategies"),
-        (StrategyTrade, "strategy_trades"),
-        (EquityPoint, "strategy_equity"),
-        (StrategyStats, "strategy_stats"),
-    ):
-        _register(_cls, _table)
+# this module's records, in the sink's table spec
+for _cls, _table in (
+    (StrategyDef, "strategies"),
+    (StrategyTrade, "strategy_trades"),
+    (EquityPoint, "strategy_equity"),
+    (StrategyStats, "strategy_stats"),
+):
+    register_record(_cls, _table)
 
 _FIELDS = tuple(StrategyState.__dataclass_fields__)
 _snap = attrgetter(*_FIELDS)

@@ -149,15 +149,15 @@ class PendingRows:
         out = Frames()
         for name, rows in self.keyed.items():
             table = TABLES[name]
-            live = [r for r in rows.values() if r is not None]
-            dead = [k for k, r in rows.items() if r is None]
+            live: list[Row] = [r for r in rows.values() if r is not None]
+            dead: list[Row] = [k for k, r in rows.items() if r is None]
             if live:
                 out.upserts[name] = _columns(table, table.names, live)
             if dead:
                 out.deletes[name] = _columns(table, table.key, dead)
-        for name, rows in self.appended.items():
-            if rows:
-                out.appends[name] = _columns(TABLES[name], TABLES[name].names, rows)
+        for name, appended in self.appended.items():
+            if appended:
+                out.appends[name] = _columns(TABLES[name], TABLES[name].names, appended)
         out.ranges = list(self.ranges)
         return out
 

@@ -48,6 +48,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,11 @@ def check_ndjson(path: Path) -> None:
             if fh.read(2) != b"\x1f\x8b":
                 msg = f"replay file {path}: named .gz but not gzip-compressed; {FORMATS}"
                 raise ConfigError(msg)
+
+
+def _ndjson_feed(path: Path, index: int, symbols: frozenset[str], skip: int) -> Iterator[Entry]:
+    """:func:`ndjson_entries` with ``skip`` last (a merge feed: ``rows to skip -> entries``)."""
+    return ndjson_entries(path, index, skip, symbols)
 
 
 def ndjson_entries(path: Path, index: int, skip: int, symbols: frozenset[str]) -> Iterator[Entry]:
@@ -530,9 +536,9 @@ def file_feeds(
     feeds: list[Callable[[int], Iterator[Entry]]] = []
     for i, kind in enumerate(kinds):
         if isinstance(kind, DumpSpec):
-            feeds.append(lambda skip, spec=kind, i=i: dump_entries(spec, i, skip))
+            feeds.append(partial(dump_entries, kind, i))
         else:
-            feeds.append(lambda skip, path=kind, i=i: ndjson_entries(path, i, skip, symbols))
+            feeds.append(partial(_ndjson_feed, kind, i, symbols))
     return feeds
 
 

@@ -76,7 +76,7 @@ CLUSTER_SIZES: tuple[int, ...] = (2, 3, 4)
 """Cluster sizes of the ``clusters`` universe, used in turn."""
 
 
-def cluster_layout(n_symbols: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def cluster_layout(n_symbols: int) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
     """Which symbol indices form clusters, and which are independent walks.
 
     About a quarter of the symbols (``n // 4``) are independent walks, listed last;

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,10 @@ def run_writer(recording: Path, db: Path, prefix: str, windows: str) -> WriterRu
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     timings = {"connect": [0, 0.0], "write": [0, 0.0]}
-    originals = {"connect": duckdb_sink.connect_rw, "write": duckdb_sink.write_frames}
+    originals: dict[str, Callable[..., Any]] = {
+        "connect": duckdb_sink.connect_rw,
+        "write": duckdb_sink.write_frames,
+    }
 
     def timed(name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -382,7 +386,8 @@ def report(r: ContentionResult) -> str:
         True: "equal to the pandas oracle (no lost rows)",
         False: "DIFFERENT from the oracle",
     }
-    lines += [reader, "", f"final bars: {verdict.get(r.bars_match_oracle, 'not checked')} "
+    verdict_text = "not checked" if r.bars_match_oracle is None else verdict[r.bars_match_oracle]
+    lines += [reader, "", f"final bars: {verdict_text} "
               f"{r.oracle_message}"]  # fmt: skip
     return "\n".join(lines)
 

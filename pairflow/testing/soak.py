@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -344,6 +345,11 @@ def summarize(samples: list[Sample], metric: Callable[[Sample], float], warmup_s
     return Summary(values[0], values[-1], max(values), warm, _median(after[-3:]) - warm)
 
 
+def _state_kb(step: str, sample: Sample) -> float:
+    """A step's pickled state in KB (0 if not probed in that sample)."""
+    return sample.state_bytes.get(step, 0) / 1024
+
+
 def sample_table(samples: list[Sample]) -> str:
     """The curve as a Markdown table."""
     steps = sorted({k for s in samples for k in s.state_bytes})
@@ -370,9 +376,7 @@ def summary_table(samples: list[Sample], warmup_s: float) -> str:
         ("RSS MB", lambda s: s.rss_mb, "{:.1f}")
     ]
     for step in sorted({k for s in samples for k in s.state_bytes}):
-        metrics.append(
-            (f"state {step} KB", lambda s, k=step: s.state_bytes.get(k, 0) / 1024, "{:.1f}")
-        )
+        metrics.append((f"state {step} KB", partial(_state_kb, step), "{:.1f}"))
     if samples and samples[0].gc_objects is not None:
         metrics.append(("gc objects", lambda s: float(s.gc_objects or 0), "{:,.0f}"))
     rows = []

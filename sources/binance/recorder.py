@@ -17,7 +17,7 @@ import logging
 import threading
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from pairflow.records import Tick
 from sources.binance.wire import tick_frame
@@ -39,8 +39,9 @@ class TradeRecorder:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._gz = self.path.suffix == ".gz"
-        self._fh: IO[bytes] = (
-            gzip.open(self.path, "wb", compresslevel=6) if self._gz else open(self.path, "wb")  # noqa: SIM115
+        self._fh: IO[bytes] = cast(
+            "IO[bytes]",
+            gzip.open(self.path, "wb", compresslevel=6) if self._gz else open(self.path, "wb"),  # noqa: SIM115
         )
         self._lock = threading.Lock()
         self._dirty = False
