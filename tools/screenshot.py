@@ -29,12 +29,24 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 CHART = '[data-testid="stPlotlyChart"]'
 
 
-def _shot(page: object, path: Path) -> None:
+def _settled(page: object, charts: int) -> None:
+    """Wait until a refresh has finished drawing (status says "drawn in") with ``charts``."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        """n => document.body.innerText.includes('drawn in') &&
+            [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+              .filter(e => e.offsetParent !== null && e.querySelector('.main-svg')).length >= n""",
+        arg=charts,
+        timeout=60_000,
+    )
+
+
+def _shot(page: object, path: Path, charts: int = 0) -> None:
     height = page.evaluate(  # type: ignore[attr-defined]
         "document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
     )
     page.set_viewport_size({"width": 1600, "height": int(height) + 40})  # type: ignore[attr-defined]
     page.wait_for_timeout(2000)  # type: ignore[attr-defined]
+    _settled(page, charts)
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     print(f"saved {path}")
 
@@ -69,11 +81,11 @@ def main() -> None:
                 page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
                 page.wait_for_selector(CHART, timeout=60_000)
                 page.wait_for_timeout(5000)
-                _shot(page, ROOT / "docs" / "screenshot.png")
+                _shot(page, ROOT / "docs" / "screenshot.png", charts=7)
                 # the views are a segmented control (radio buttons), not st.tabs
                 page.get_by_role("radio", name="Pipeline health", exact=True).click()
                 page.wait_for_timeout(4000)
-                _shot(page, ROOT / "docs" / "screenshot-health.png")
+                _shot(page, ROOT / "docs" / "screenshot-health.png", charts=2)
                 browser.close()
         finally:
             flow.send_signal(signal.SIGTERM)
