@@ -3,6 +3,8 @@
     uv run python benchmarks/e2e.py                 # ~1.03 M ticks (about 2 minutes)
     uv run python benchmarks/e2e.py --quick         # ~200 k ticks
     uv run python benchmarks/e2e.py --profile       # + py-spy profile of the full flow
+    uv run python benchmarks/e2e.py --whole-process --ticks 688000
+        # whole processes (start-up included): bytewax.run dataflow vs a bare flow
 
 The shipped recording (34,419 BTCUSDT/ETHUSDT trades) is repeated with shifted
 trade times and ids (``benchmarks/_common.py``) into a temporary ``.ndjson.gz`` (what
@@ -327,7 +329,80 @@ def profile(path: Path, out: Path, windows: str, redis_on: bool, rate: int = 200
     return summarize_profile(out)
 
 
+def _child_env(tmp: Path) -> dict[str, str]:
+    """A child's environment: byte-code cached (this environment disables it), one BLAS thread."""
+    import os
+
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp / "pycache"), "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _process_wall(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        msg = f"{cmd}: {out.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    return wall
+
+
+def whole_process(path: Path, tmp: Path, repeat: int) -> str:
+    """Whole processes, start-up included, alternating: the full flow vs a bare Bytewax flow.
+
+    Full: ``python -m bytewax.run dataflow`` with the replay at max speed, Redis tee,
+    DuckDB and analytics with the default windows. Bare: ``python benchmarks/e2e.py
+    --bare-child FILE`` (parse + key + 1s ``fold_window`` -> null, via ``run_main``).
+    """
+    env = _child_env(tmp)
+    walls: dict[str, list[float]] = {"full": [], "bare": []}
+    for i in range(repeat):
+        prefix = new_prefix("e2e")
+        db = tmp / f"wp-{i}.db"
+        full_env = {
+            **env,
+            **settings_env(
+                source=f"replay:{path}",
+                replay_speed="max",
+                db=str(db),
+                redis_url=REDIS_URL,
+                redis_prefix=prefix,
+                windows=DEFAULT_WINDOWS,
+            ),
+        }
+        try:
+            walls["full"].append(
+                _process_wall([sys.executable, "-m", "bytewax.run", "dataflow"], full_env)
+            )
+        finally:
+            delete_prefix(prefix)
+            db.unlink(missing_ok=True)
+        walls["bare"].append(
+            _process_wall(
+                [sys.executable, str(ROOT / "benchmarks/e2e.py"), "--bare-child", str(path)], env
+            )
+        )
+    full = sorted(walls["full"])[len(walls["full"]) // 2]
+    bare = sorted(walls["bare"])[len(walls["bare"]) // 2]
+    ticks = count_lines(path)
+    rows = [
+        ["pairflow: bytewax.run dataflow (Redis + DuckDB + analytics)", f"{full:.2f}",
+         f"{ticks / full:,.0f}", " ".join(f"{w:.1f}" for w in walls["full"])],
+        ["bare Bytewax: parse + key + 1s fold_window", f"{bare:.2f}", f"{ticks / bare:,.0f}",
+         " ".join(f"{w:.1f}" for w in walls["bare"])],
+    ]  # fmt: skip
+    return (
+        md_table(["whole process (start-up included)", "wall s (median)", "ticks/s", "runs"], rows)
+        + f"\n\nratio (bare wall / full wall): **{bare / full:.2f}x** (goal >= 1.0x), "
+        f"{ticks:,} ticks, median of {repeat} alternating runs"
+    )
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--bare-child":
+        run_bytewax_windowing(Path(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000, help="at least this many")
     parser.add_argument("--quick", action="store_true", help="200 k ticks, 10 k baseline")
@@ -342,6 +417,10 @@ def main() -> None:
     parser.add_argument("--only-ceiling", action="store_true", help="only the ceiling flow")
     parser.add_argument("--windows", default=DEFAULT_WINDOWS, help="with --only-ours/--profile")
     parser.add_argument("--no-redis", action="store_true", help="with --only-ours/--profile")
+    parser.add_argument(
+        "--whole-process", action="store_true", help="only the whole-process full vs bare ratio"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="with --whole-process")
     args = parser.parse_args()
     if args.quick:
         args.ticks, args.baseline_ticks = 200_000, 10_000
@@ -353,6 +432,10 @@ def main() -> None:
         else:
             path = tmp / ("ticks.ndjson" if args.plain else "ticks.ndjson.gz")
             make_recording(path, args.ticks, RECORDING)
+        if args.whole_process:
+            print(f"{machine()}\n")
+            print(whole_process(path, tmp, args.repeat))
+            return
         if args.only_ours:
             wall, note = run_pairflow(path, tmp, redis_on=not args.no_redis, windows=args.windows)
             ticks = count_lines(path)
