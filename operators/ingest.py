@@ -100,12 +100,15 @@ class Ingest:
     def __call__(self, items: list[SourceItem]) -> Iterable[object]:
         """Group one source batch (see :func:`group_ticks`)."""
         now = self.clock_ms()
+        out: list[object] = []
         if self.last_stat_ms < 0:
             self.last_stat_ms = now
+            # which kind of source wrote this database (the dashboard labels synthetic data)
+            out.append(Stat(now, "source", self.source, 1.0))
         by_symbol, rejects, other = group_ticks(
             items, self.symbols, self.source, now, now + FUTURE_TOLERANCE_MS
         )
-        out: list[object] = list(by_symbol.items())
+        out.extend(by_symbol.items())
         out.extend(rejects)
         for item in other:
             if type(item) is SourceClock:

@@ -183,10 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             dash = start_dashboard(
                 port,
                 db,
-                env={
-                    "PAIRFLOW_REDIS_URL": env["PAIRFLOW_REDIS_URL"],
-                    "PAIRFLOW_REDIS_PREFIX": env.get("PAIRFLOW_REDIS_PREFIX", ""),
-                },
+                # the flow's own settings (windows, source, Redis prefix...), so the
+                # dashboard describes what this flow does
+                env={k: v for k, v in env.items() if k.startswith("PAIRFLOW_")},
             )
             print(f"{name}: open http://127.0.0.1:{port} in a browser")
 

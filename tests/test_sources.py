@@ -133,6 +133,8 @@ def test_synthetic_pair_through_the_flow_has_its_known_hedge_ratio(tmp_path):
     slope = np.polyfit(np.log(closes["ETHUSDT"]), np.log(closes["BTCUSDT"]), 1)[0]
     assert abs(slope - 1.5) < 0.15
     assert read_table(db, "rejects", "received_at").empty
+    stats = read_table(db, "pipeline_stats", "ts")  # the DB says its data is simulated
+    assert ((stats.component == "source") & (stats.metric == "synthetic")).any()
 
 
 def test_replay_paced_loop_resumed_after_downtime_jumps_forward_to_now(recording):
