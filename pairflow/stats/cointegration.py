@@ -300,7 +300,7 @@ _LAYOUTS: dict[tuple[int, int], _PairLayout] = {}
 _FIT_IX: dict[tuple[int, int, int], np.ndarray] = {}
 
 
-def _block_ix(blocks: list[np.ndarray], zero: int, width: int) -> np.ndarray:
+def _block_ix(blocks: list[tuple[int, np.ndarray]], zero: int, width: int) -> np.ndarray:
     """Flat index of a block-diagonal gather from raveled ``width``-square matrices.
 
     ``blocks`` holds ``(off, cols)`` pairs: entry ``(i, j)`` of that block is
