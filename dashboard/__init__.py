@@ -1,6 +1,11 @@
 """Streamlit + Plotly dashboard: a thin, read-only view of the flow's DuckDB tables.
 
-``streamlit run dashboard`` runs :mod:`dashboard.streamlit_app`. Reading, by job:
+``streamlit run dashboard`` runs :mod:`dashboard.streamlit_app`, the page skeleton
+(sidebar, view selector, live fragment). One module draws each view:
+:mod:`dashboard.render_pair`, :mod:`dashboard.render_strategy`, :mod:`dashboard.scanner`,
+:mod:`dashboard.render_health`, :mod:`dashboard.render_data` (shared display helpers in
+:mod:`dashboard.ui`; settings and sidebar choices in :mod:`dashboard.app_config`; the
+cached reads in :mod:`dashboard.app_data`). Reading, by job:
 :mod:`dashboard.db` (read-only open with lock retry), :mod:`dashboard.pair_view` (the pair
 view), :mod:`dashboard.cache` (downsampled buckets kept between refreshes),
 :mod:`dashboard.pipeline_health` (pipeline health), :mod:`dashboard.snapshot` (one refresh),

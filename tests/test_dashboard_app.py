@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import streamlit_app as app
+from dashboard import app_config, render_pair, ui
 from dashboard.pair_view import LOOKBACKS
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC, now_utc
@@ -338,12 +338,12 @@ def test_lock_after_a_good_read_keeps_the_last_data(use_db, hold_lock, tmp_path:
 
 
 def test_load_app_config_never_raises() -> None:
-    cfg = app.load_app_config({"PAIRFLOW_DB": "x.db", "PAIRFLOW_ENTRY_Z": "oops"})
+    cfg = app_config.load_app_config({"PAIRFLOW_DB": "x.db", "PAIRFLOW_ENTRY_Z": "oops"})
     assert cfg.db_path == Path("x.db")
     assert cfg.warning is not None
     assert "ENTRY_Z" in cfg.warning
     assert cfg.entry_z == 2.0
-    good = app.load_app_config(
+    good = app_config.load_app_config(
         {"PAIRFLOW_DB": "y.db", "PAIRFLOW_REDIS_URL": "", "PAIRFLOW_ENTRY_Z": "2.5"}
     )
     assert good.warning is None
@@ -358,22 +358,22 @@ def test_load_app_config_never_raises() -> None:
      (86_400 + 7200, "1 d 2 h", "26 h"), (838 * 86_400, "838 days", "838 d")],
 )  # fmt: skip
 def test_fmt_age(seconds: float, text: str, compact: str) -> None:
-    assert app.fmt_age(seconds) == text
-    assert app.fmt_age(seconds, compact=True) == compact
+    assert ui.fmt_age(seconds) == text
+    assert ui.fmt_age(seconds, compact=True) == compact
 
 
 def test_formatters() -> None:
-    assert app.fmt_price(61837.634) == "61,837.63"
-    assert app.fmt_price(2.5) == "2.5000"
-    assert app.fmt_price(None) == "—"
-    assert app.fmt_number(None, ".2f") == "—"
-    assert app.fmt_number(0.12345, ".3f") == "0.123"
-    assert app.fmt_bytes(5_300_000) == "5.3 MB"
-    assert app.z_zone(2.5, 2.0, 0.5) == "short zone"
-    assert app.z_zone(-2.5, 2.0, 0.5) == "long zone"
-    assert app.z_zone(0.1, 2.0, 0.5) == "exit band"
-    assert app.z_zone(1.0, 2.0, 0.5) is None
-    assert app.fmt_time(now_utc() - timedelta(0)).endswith("UTC")
+    assert ui.fmt_price(61837.634) == "61,837.63"
+    assert ui.fmt_price(2.5) == "2.5000"
+    assert ui.fmt_price(None) == "—"
+    assert ui.fmt_number(None, ".2f") == "—"
+    assert ui.fmt_number(0.12345, ".3f") == "0.123"
+    assert ui.fmt_bytes(5_300_000) == "5.3 MB"
+    assert render_pair.z_zone(2.5, 2.0, 0.5) == "short zone"
+    assert render_pair.z_zone(-2.5, 2.0, 0.5) == "long zone"
+    assert render_pair.z_zone(0.1, 2.0, 0.5) == "exit band"
+    assert render_pair.z_zone(1.0, 2.0, 0.5) is None
+    assert ui.fmt_time(now_utc() - timedelta(0)).endswith("UTC")
 
 
 def test_streamlit_config_binds_loopback() -> None:

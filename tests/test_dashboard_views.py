@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts, pair_view, strategy_view
-from dashboard import streamlit_app as app
+from dashboard import charts, pair_view, strategy_view, ui
 from pairflow.testing import RECORDING
 from pairflow.timeutil import UTC
 from tests.flowutil import run_flow, settings_for
@@ -216,7 +215,7 @@ def test_health_shows_amendments_warmup_and_every_table(
     counts = next(f for f in frames if list(f.columns) == ["table", "rows"])
     assert len(counts) == 11
     # tall enough for every table (header + 11 rows of 35 px): no scrolling
-    assert app._table_height(counts, max_rows=len(counts)) == 38 + 35 * 11
+    assert ui.table_height(counts, max_rows=len(counts)) == 38 + 35 * 11
 
 
 def test_health_without_amendments_says_so(monkeypatch, strat_db: Path) -> None:
