@@ -366,21 +366,24 @@ def dump_entries(spec: DumpSpec, index: int, skip: int = 0) -> Iterator[Entry]:
     """
     if spec.kind == "klines":
         return _kline_entries(spec, index, skip)
-    if spec.kind == "aggTrades":
-        return _agg_entries(spec, index, skip)
-    return _trade_entries(spec, index, skip)
+    return _tick_entries(spec, index, skip)
 
 
 _new_tick = tuple.__new__
 """``Tick`` built from a tuple in C (skips the NamedTuple's Python ``__new__``)."""
 
 
-def _trade_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
-    """Rows of a trades dump; the hot loop of a dump replay (see module docstring)."""
+def _tick_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
+    """Rows of a trades or aggTrades dump; the hot loop of a dump replay (see module docstring).
+
+    A trades row is one ``Tick(count=1)``; an aggTrades row ``a,p,q,f,l,T,m`` is one
+    ``Tick(trade_id=l, count=l-f+1)``.
+    """
     symbol = spec.symbol
     div = spec.time_div
     ncol = spec.columns
     qc = spec.qty_col
+    agg = spec.kind == "aggTrades"
     flags = FLAGS
     inf = math.inf
     lo_t, hi_t = MIN_TIME_MS, MAX_TIME_MS
@@ -396,60 +399,20 @@ def _trade_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
             pos += 1
             try:
                 if len(fields) == ncol:
-                    id_s, p, t_s = fields[0], fields[1], fields[4]
-                    q = fields[qc]
+                    if agg:
+                        p, q, f_s, id_s, t_s = fields[1], fields[2], fields[3], fields[4], fields[5]
+                        m_s, ids = fields[6], fields[0] + f_s + id_s
+                        first, tid = int(f_s), int(id_s)
+                    else:
+                        id_s, p, t_s, m_s = fields[0], fields[1], fields[4], fields[5]
+                        q = fields[qc]
+                        ids = id_s
+                        first = tid = int(id_s)
                     price = float(p)
                     qty = float(q)
                     t = int(t_s) // div
                     # float/int also take " 1", "1e3", "1_0", "+1", non-ASCII digits:
-                    digits = (id_s + t_s + p + q).replace(".", "")
-                    if (
-                        lo_t <= t < hi_t
-                        and 0.0 < price < inf
-                        and 0.0 < qty < inf
-                        and digits.isdigit()
-                        and digits.isascii()
-                    ):
-                        tid = int(id_s)
-                        last_t, last_id = t, tid
-                        tick = new(
-                            tick_cls, (symbol, tid, price, qty, t, t, flags[fields[5]], p, q, 1)
-                        )
-                        yield (t, symbol, tid, index, pos, tick)
-                        continue
-            except (ValueError, KeyError):
-                pass
-            reason = trade_reason(fields, spec)
-            rej = Reject(now_ms(), "replay", reason, _raw(text))
-            yield (last_t, symbol, last_id, index, pos, rej)
-
-
-def _agg_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
-    """Rows of an aggTrades dump: one ``Tick(trade_id=l, count=l-f+1)`` per row."""
-    symbol = spec.symbol
-    div = spec.time_div
-    ncol = spec.columns
-    flags = FLAGS
-    inf = math.inf
-    lo_t, hi_t = MIN_TIME_MS, MAX_TIME_MS
-    new, tick_cls = _new_tick, Tick
-    pos = skip
-    last_t, last_id = 0, -1
-    with _open_rows(spec, skip) as fh:
-        for line in fh:
-            text = line.rstrip("\r\n")
-            if not text:
-                continue
-            fields = text.split(",")
-            pos += 1
-            try:
-                if len(fields) == ncol:
-                    p, q, f_s, l_s, t_s = fields[1], fields[2], fields[3], fields[4], fields[5]
-                    price = float(p)
-                    qty = float(q)
-                    t = int(t_s) // div
-                    first, tid = int(f_s), int(l_s)
-                    digits = (fields[0] + f_s + l_s + t_s + p + q).replace(".", "")
+                    digits = (ids + t_s + p + q).replace(".", "")
                     if (
                         tid >= first
                         and lo_t <= t < hi_t
@@ -459,7 +422,7 @@ def _agg_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
                         and digits.isascii()
                     ):
                         last_t, last_id = t, tid
-                        m = flags[fields[6]]
+                        m = flags[m_s]
                         tick = new(
                             tick_cls, (symbol, tid, price, qty, t, t, m, p, q, tid - first + 1)
                         )
