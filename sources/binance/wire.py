@@ -48,23 +48,36 @@ def _is_int(value: object) -> bool:
     return type(value) is int
 
 
-def _plain_decimal(text: str) -> bool:
-    """True for Binance's number format: ASCII digits with at most one ``.``."""
+def plain_decimal(text: str) -> bool:
+    """True for Binance's number format: ASCII digits with at most one ``.``.
+
+    ``float()`` also takes ``" 1.5"``, ``"1e3"``, ``"1_000"``, ``"nan"``; this does not.
+    """
     return text.isascii() and text.replace(".", "", 1).isdigit()
 
 
-def _number(text: str, name: str) -> float | str:
+def number_reason(text: str, name: str, allow_zero: bool = False) -> str | None:
+    """Why ``text`` is not a positive Binance decimal, or ``None`` if it is one.
+
+    Args:
+        text: The number as sent (a JSON string or a CSV field).
+        name: Prefix of the reason (``price`` -> ``price_not_numeric``).
+        allow_zero: Accept ``0`` (a volume may be zero, a price may not).
+
+    Returns:
+        ``{name}_not_numeric``, ``{name}_not_finite``, ``{name}_not_positive`` or ``None``.
+    """
     try:
         value = float(text)
     except ValueError:
         return f"{name}_not_numeric"
     if not math.isfinite(value):
         return f"{name}_not_finite"
-    if value <= 0.0:
+    if value < 0.0 or (value == 0.0 and not allow_zero):
         return f"{name}_not_positive"
-    if not _plain_decimal(text):  # e.g. " 1.5", "1e3", "1_000": float() takes them
+    if not plain_decimal(text):
         return f"{name}_not_numeric"
-    return value
+    return None
 
 
 def parse_frame(raw: str | bytes | bytearray, symbols: frozenset[str]) -> Tick | str:
@@ -114,8 +127,8 @@ def parse_frame(raw: str | bytes | bytearray, symbols: frozenset[str]) -> Tick |
             if (
                 0.0 < price < math.inf
                 and 0.0 < qty < math.inf
-                and _plain_decimal(p)
-                and _plain_decimal(q)
+                and plain_decimal(p)
+                and plain_decimal(q)
             ):
                 return Tick(
                     symbol, trade_id, price, qty, trade_time, event_time, maker, p, q, count
@@ -190,8 +203,8 @@ def reject_reason(raw: str | bytes | bytearray, symbols: frozenset[str]) -> str:
         if not 1 <= data["n"] <= data["t"] + 1:
             return "count_not_positive"
     for field, name in (("p", "price"), ("q", "qty")):
-        reason = _number(data[field], name)
-        if type(reason) is str:
+        reason = number_reason(data[field], name)
+        if reason is not None:
             return reason
     if not MIN_TIME_MS <= data["T"] < MAX_TIME_MS:
         return "trade_time_out_of_range"

@@ -49,14 +49,10 @@ from typing import IO
 from pairflow.errors import ConfigError
 from pairflow.records import Bar, Reject, Tick
 from pairflow.timeutil import now_ms
+from sources.binance.wire import MAX_TIME_MS, MIN_TIME_MS, RAW_KEEP_CHARS, number_reason
 
-MIN_TIME_MS = 1_483_228_800_000  # 2017-01-01, before Binance existed
-MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01
 US_THRESHOLD = 10**14
 """A time at or above this is in µs (ms times stay below ~4.1e12 until 2100)."""
-
-RAW_KEEP_CHARS = 4_096
-"""How much of a rejected line is kept in ``rejects.raw``."""
 
 KLINE_TF_MS = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
 """Kline intervals the flow has bars for."""
@@ -245,25 +241,6 @@ def inspect_file(path: Path) -> DumpSpec:
     )
 
 
-def _plain_decimal(text: str) -> bool:
-    """ASCII digits with at most one ``.`` (Binance's number format; no ``1e3``, ``nan``)."""
-    return text.isascii() and text.replace(".", "", 1).isdigit()
-
-
-def _number_reason(text: str, name: str, allow_zero: bool = False) -> str | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return f"csv_{name}_not_numeric"
-    if not math.isfinite(value):
-        return f"csv_{name}_not_finite"
-    if value < 0.0 or (value == 0.0 and not allow_zero):
-        return f"csv_{name}_not_positive"
-    if not _plain_decimal(text):
-        return f"csv_{name}_not_numeric"
-    return None
-
-
 def _time_reason(text: str, div: int) -> str | None:
     if not text.isdigit() or not MIN_TIME_MS <= int(text) // div < MAX_TIME_MS:
         return "csv_bad_time"
@@ -277,8 +254,8 @@ def trade_reason(fields: list[str], spec: DumpSpec) -> str:
     agg = spec.kind == "aggTrades"
     if not fields[0].isdigit():
         return "csv_bad_id"
-    reason = _number_reason(fields[1], "price") or _number_reason(
-        fields[2 if agg else spec.qty_col], "qty"
+    reason = number_reason(fields[1], "csv_price") or number_reason(
+        fields[2 if agg else spec.qty_col], "csv_qty"
     )
     if reason:
         return reason
@@ -308,13 +285,13 @@ def kline_reason(fields: list[str], spec: DumpSpec) -> str:
     if open_raw % (tf_ms * div) or int(fields[6]) != open_raw + tf_ms * div - 1:
         return "csv_bad_time"
     for col in (1, 2, 3, 4):
-        reason = _number_reason(fields[col], "price")
+        reason = number_reason(fields[col], "csv_price")
         if reason:
             return reason
     if not fields[8].isdigit():
         return "csv_bad_count"
     for col in (5, 7, 9):
-        reason = _number_reason(fields[col], "volume", allow_zero=True)
+        reason = number_reason(fields[col], "csv_volume", allow_zero=True)
         if reason:
             return reason
     o, h, lo, c = (float(fields[i]) for i in (1, 2, 3, 4))
