@@ -7,9 +7,12 @@ dashboard is started beside it and its URL printed. Ctrl-C stops both (the flow
 flushes first). Restarting resumes from the recovery snapshot; ``--fresh`` starts over.
 
 ``bin/demo --scan [--symbols N]``: the pair scanner on SYNTHETIC data instead — a
-simulated universe of N (default 24) symbols ``SYN00..`` in clusters with planted
+simulated universe of N (default 16) symbols ``SYN00..`` in clusters with planted
 cointegrated pairs (``PAIRFLOW_SYNTHETIC_UNIVERSE=clusters``), every pair analysed
-(``PAIRFLOW_PAIRS=all``), scanned every 5 s on 1s bars; its own DB ``data/demo-scan.db``.
+(``PAIRFLOW_PAIRS=all``), scanned on 1s (every 5 s), 1m and 5m bars; its own DB
+``data/demo-scan.db``. A synthetic warm start (``PAIRFLOW_SYNTHETIC_HISTORY_S``,
+110 simulated minutes before the current 5m interval) fills the 1s, 1m and 5m
+windows at once, so every timeframe and the scanner show within seconds.
 """
 
 from __future__ import annotations
@@ -76,8 +79,15 @@ def bar_counts(db: Path) -> str:
     return ""
 
 
-SCAN_SYMBOLS_DEFAULT = 24
-"""Symbols of the ``--scan`` demo's synthetic universe (276 pairs)."""
+SCAN_SYMBOLS_DEFAULT = 16
+"""Symbols of the ``--scan`` demo's synthetic universe (120 pairs; 24 = 276 pairs take
+the analytics minutes to get through the warm start's history)."""
+
+SCAN_WINDOWS = {"1s": 90, "1m": 30, "5m": 20}
+"""Windows of the ``--scan`` demo (bars per timeframe)."""
+
+SCAN_HISTORY_S = (SCAN_WINDOWS["5m"] + 2) * 300
+"""Simulated history of the ``--scan`` demo: the 5m window plus two intervals (110 min)."""
 
 
 def scan_env(n_symbols: int) -> dict[str, str]:
@@ -95,7 +105,8 @@ def scan_env(n_symbols: int) -> dict[str, str]:
         "PAIRFLOW_SYNTHETIC_RATE": "4",
         "PAIRFLOW_SYMBOLS": ",".join(f"SYN{i:02d}" for i in range(n_symbols)),
         "PAIRFLOW_PAIRS": "all",
-        "PAIRFLOW_WINDOWS": "1s=90,1m=30",
+        "PAIRFLOW_WINDOWS": ",".join(f"{tf}={w}" for tf, w in SCAN_WINDOWS.items()),
+        "PAIRFLOW_SYNTHETIC_HISTORY_S": str(SCAN_HISTORY_S),
         "PAIRFLOW_SCAN_EVERY": "1s=5,1m=1,5m=1",
         "PAIRFLOW_REDIS_PREFIX": "demo-scan:",
     }
@@ -157,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"demo-scan: SYNTHETIC data — a simulated universe of {n} symbols "
             f"({n * (n - 1) // 2} pairs, planted cointegrated clusters), not market prices; "
-            "the first 1s scan comes after ~90 s (W=90)"
+            f"warm start: {float(env.get('PAIRFLOW_SYNTHETIC_HISTORY_S', 0)) / 60:g} simulated "
+            "minutes of history, so 1s, 1m "
+            "and 5m analytics and scans show within seconds"
         )
     else:
         print(f"demo: replaying {RECORDING.name} in a loop at {args.speed}x real time")

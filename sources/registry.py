@@ -116,6 +116,8 @@ class SyntheticConfig:
         universe: ``pair`` (one cointegrated pair + independent walks) or
             ``clusters`` (clusters of cointegrated symbols + independent walks; see
             ``sources.synthetic.planted_pairs``).
+        history_s: Real time only: seconds of simulated history before ``t5`` emitted
+            as bars at start (warm start, like the live source's); 0 = none.
     """
 
     rate: float = 50.0
@@ -123,6 +125,7 @@ class SyntheticConfig:
     duration_s: float = 0.0
     seed: int = 7
     universe: str = "pair"
+    history_s: float = 0.0
 
     kind = "synthetic"
 
@@ -135,7 +138,7 @@ class SyntheticConfig:
         """One-line summary for logs (says it is synthetic)."""
         return (
             f"synthetic (simulated data) universe={self.universe} rate={self.rate:g}/s "
-            f"seed={self.seed}"
+            f"seed={self.seed}" + (f" history={self.history_s:g}s" if self.history_s else "")
         )
 
 
@@ -293,7 +296,19 @@ def _parse_synthetic(arg: str, raw: Mapping[str, str]) -> SyntheticConfig:
         duration_s=parse_number("SYNTHETIC_DURATION_S", raw["SYNTHETIC_DURATION_S"], minimum=0.0),
         seed=int(parse_number("SEED", raw["SEED"], minimum=0, integer=True)),
         universe=_parse_universe(raw["SYNTHETIC_UNIVERSE"]),
+        history_s=_parse_history(raw),
     )
+
+
+def _parse_history(raw: Mapping[str, str]) -> float:
+    history = parse_number("SYNTHETIC_HISTORY_S", raw["SYNTHETIC_HISTORY_S"], minimum=0.0)
+    if history and parse_number("SYNTHETIC_DURATION_S", raw["SYNTHETIC_DURATION_S"], minimum=0.0):
+        msg = (
+            "PAIRFLOW_SYNTHETIC_HISTORY_S is a real-time warm start: it needs "
+            "PAIRFLOW_SYNTHETIC_DURATION_S=0"
+        )
+        raise ConfigError(msg)
+    return history
 
 
 def _parse_universe(text: str) -> str:
@@ -317,7 +332,19 @@ def _build_synthetic(config: SyntheticConfig, settings: Settings) -> Source[Any]
         )
         raise ConfigError(msg)
     params = SyntheticParams(beta=config.beta, rate=config.rate, universe=config.universe)
-    return SyntheticSource(settings.symbols, config.seed, config.duration_s, params)
+    # like the live warm-up: W + 1 bars of each analysed timeframe (charts get the
+    # whole history of 1m/5m otherwise, no 1s)
+    tf_s = {"1s": 1, "1m": 60, "5m": 300}
+    spans = {tf: config.history_s for tf in ("1m", "5m")}
+    spans.update({tf: (w + 1) * tf_s[tf] for tf, w in settings.windows.items() if tf in tf_s})
+    return SyntheticSource(
+        settings.symbols,
+        config.seed,
+        config.duration_s,
+        params,
+        history_s=config.history_s,
+        history_spans_s=spans,
+    )
 
 
 KINDS: dict[str, SourceKind] = {
@@ -354,6 +381,7 @@ KINDS: dict[str, SourceKind] = {
                 "SYNTHETIC_DURATION_S": "0",
                 "SEED": "7",
                 "SYNTHETIC_UNIVERSE": "pair",
+                "SYNTHETIC_HISTORY_S": "0",
             },
             _parse_synthetic,
             _build_synthetic,
