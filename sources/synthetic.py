@@ -35,13 +35,13 @@ Warm start (real time only, ``history_s > 0``, ``PAIRFLOW_SYNTHETIC_HISTORY_S``)
 like the live source's: on a fresh start (no snapshot) :func:`simulate_history`
 runs the same model over ``history_s`` (rounded up to whole 5-minute intervals)
 ending at ``t5``, the start of the current 5-minute interval, vectorised on a
-:data:`HISTORY_STEP_MS` grid, and the source emits it first as
-:class:`~pairflow.records.Bar` records with no trade ids (per timeframe the last
+:data:`HISTORY_STEP_MS` grid. The source emits it first as
+:class:`~pairflow.records.Bar` records without trade ids (per timeframe the last
 ``history_spans_s[tf]`` seconds; from the registry: ``W + 1`` bars of each analysed
-timeframe like the live warm-up, the whole history for 1m/5m otherwise, no 1s), then ``Watermark(symbol, tf, t5)``
-for every symbol and emitted timeframe, then trades from ``t5`` on (those up to
-now at once), continuing from the history's final state. A resumed source does
-not emit history again.
+timeframe like the live warm-up, else the whole history for 1m/5m and no 1s), then
+``Watermark(symbol, tf, t5)`` for every symbol and emitted timeframe, then trades
+from ``t5`` on (those up to now at once), continuing from the history's final
+state. A resumed source does not emit history again.
 """
 
 from __future__ import annotations
