@@ -31,11 +31,12 @@ import pytest
 
 from pairflow.config import load_settings
 from pairflow.records import AnalyticsRow, Bar, Tick, Watermark
+from pairflow.testing.analytics_oracle import expected_row
+from pairflow.testing.analytics_oracle import grid as oracle_grid
 from pairflow.testing.oracle import compare_bars, read_table, resample_bars
 from tests.fakes import binance_settings, run_live
 from tests.fakes.fake_binance import FakeBinance, Faults, load_frames
 from tests.fakes.history import Segment, synthetic_frames
-from tests.test_analytics_oracle import _expected
 
 WINDOWS = {"1s": 30, "1m": 20, "5m": 20}
 TF_MS = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
@@ -69,16 +70,6 @@ def _trades_df(fake: FakeBinance) -> pd.DataFrame:
                 (sym, r["id"], float(r["price"]), float(r["qty"]), r["time"], r["isBuyerMaker"])
             )
     return pd.DataFrame(rows, columns=["s", "t", "p", "q", "T", "m"])
-
-
-def _grid(bars: pd.DataFrame, tf: str) -> pd.DataFrame:
-    one = bars[bars.tf == tf]
-    closes = one.pivot(index="open_time", columns="symbol", values="close")
-    start = max(one[one.symbol == s].open_time.min() for s in ("BTCUSDT", "ETHUSDT"))
-    index = pd.date_range(start, one.open_time.max(), freq=pd.Timedelta(milliseconds=TF_MS[tf]))
-    raw = closes.reindex(closes.index.union(index)).sort_index()
-    filled = raw.ffill().loc[index]
-    return pd.DataFrame({"y": filled["BTCUSDT"], "x": filled["ETHUSDT"]})
 
 
 def _first_rows(db: Path, started: float, t5: int, stop: threading.Event) -> dict[str, Any]:
@@ -228,10 +219,10 @@ def test_warm_start_analytics_for_every_timeframe_equal_statsmodels(
         rows = analytics[analytics.tf == tf].set_index("ts")
         assert len(rows), f"no analytics for {tf}"
         assert rows.index.min() < t5_ts, f"{tf}: the first row comes from the warm-up history"
-        grid = _grid(bars, tf)
+        grid = oracle_grid(bars, "BTCUSDT", "ETHUSDT", tf)
         for ts in list(rows.index[:: max(1, len(rows) // 8)]) + [rows.index[-1]]:
             end = grid.index.get_loc(ts)
-            want = _expected(grid.iloc[end - w + 1 : end + 1])
+            want = expected_row(grid.iloc[end - w + 1 : end + 1])
             got = rows.loc[ts]
             for col in ("alpha", "beta", "zscore", "corr", "adf_pvalue", "eg_pvalue"):
                 value = want[col]
