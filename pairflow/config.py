@@ -23,7 +23,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from pairflow.errors import ConfigError
-from pairflow.parsing import parse_number, parse_url
+from pairflow.parsing import parse_assignments, parse_number, parse_url
 from pairflow.strategies.params import StrategyParams, parse_strategies
 from pairflow.timeutil import TF_MS
 from sources.registry import (
@@ -247,30 +247,9 @@ def parse_windows(text: str) -> dict[str, int]:
     Raises:
         ConfigError: on an unknown timeframe or a window below 20 bars.
     """
-    windows: dict[str, int] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        tf, sep, w_s = item.partition("=")
-        tf = tf.strip()
-        if not sep or tf not in TF_MS:
-            msg = (
-                f"PAIRFLOW_WINDOWS: {item!r} is not TF=W with TF one of "
-                f"{', '.join(TF_MS)} (e.g. 1s=300,1m=120,5m=60)"
-            )
-            raise ConfigError(msg)
-        try:
-            w = int(w_s)
-        except ValueError:
-            w = 0
-        if w < 20:
-            msg = (
-                f"PAIRFLOW_WINDOWS: window for {tf} must be a whole number >= 20 bars "
-                f"(the ADF test needs them), got {w_s.strip()!r}"
-            )
-            raise ConfigError(msg)
-        windows[tf] = w
-    return windows
+    return _parse_tf_counts(
+        "WINDOWS", text, "W", "1s=300,1m=120,5m=60", "window", 20, " bars (the ADF test needs them)"
+    )
 
 
 def parse_scan_every(text: str) -> dict[str, int]:
@@ -282,29 +261,45 @@ def parse_scan_every(text: str) -> dict[str, int]:
         ConfigError: on an unknown timeframe or a k that is not a whole number >= 1.
     """
     every: dict[str, int] = dict.fromkeys(TF_MS, 1)
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        tf, sep, k_s = item.partition("=")
-        tf = tf.strip()
-        if not sep or tf not in TF_MS:
-            msg = (
-                f"PAIRFLOW_SCAN_EVERY: {item!r} is not TF=K with TF one of "
-                f"{', '.join(TF_MS)} (e.g. 1s=60,1m=1,5m=1)"
-            )
-            raise ConfigError(msg)
-        try:
-            k = int(k_s)
-        except ValueError:
-            k = 0
-        if k < 1:
-            msg = (
-                f"PAIRFLOW_SCAN_EVERY: k for {tf} must be a whole number >= 1 "
-                f"(scan every k-th grid time), got {k_s.strip()!r}"
-            )
-            raise ConfigError(msg)
-        every[tf] = k
+    every.update(
+        _parse_tf_counts(
+            "SCAN_EVERY", text, "K", "1s=60,1m=1,5m=1", "k", 1, " (scan every k-th grid time)"
+        )
+    )
     return every
+
+
+def _parse_tf_counts(
+    name: str, text: str, letter: str, example: str, what: str, minimum: int, detail: str
+) -> dict[str, int]:
+    """Parse ``TF=N,...`` into ``{tf: N}`` with every ``N`` a whole number ``>= minimum``.
+
+    Args:
+        name: The setting without ``PAIRFLOW_``.
+        text: The setting's value.
+        letter: What ``N`` is called in the error (``TF=W``).
+        example: A valid value for the error.
+        what: What ``N`` is called in the error about its value (``window for 1s``).
+        minimum: The smallest ``N`` accepted.
+        detail: Said after the minimum (unit, reason).
+
+    Raises:
+        ConfigError: on an unknown timeframe or an ``N`` below ``minimum``.
+    """
+    counts: dict[str, int] = {}
+    for tf, value in parse_assignments(name, text, TF_MS, ("TF", letter), example):
+        try:
+            n = int(value)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            msg = (
+                f"PAIRFLOW_{name}: {what} for {tf} must be a whole number >= {minimum}{detail}, "
+                f"got {value.strip()!r}"
+            )
+            raise ConfigError(msg)
+        counts[tf] = n
+    return counts
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

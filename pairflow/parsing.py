@@ -6,6 +6,7 @@ Each raises :class:`~pairflow.errors.ConfigError` naming the setting and the fix
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from pairflow.errors import ConfigError
 
@@ -53,3 +54,38 @@ def parse_url(name: str, text: str, schemes: tuple[str, ...]) -> str:
         msg = f"PAIRFLOW_{name} must start with {' or '.join(schemes)}://, got {text!r}"
         raise ConfigError(msg)
     return url
+
+
+def parse_assignments(
+    name: str, text: str, keys: Collection[str], form: tuple[str, str], example: str = ""
+) -> list[tuple[str, str]]:
+    """Split ``key=value,key=value`` into ``(key, value)`` pairs; empty items are skipped.
+
+    Args:
+        name: The setting without ``PAIRFLOW_`` (named in the error).
+        text: The setting's value.
+        keys: The accepted keys, in the order the error lists them.
+        form: What a key and a value stand for in the error (``("TF", "W")``).
+        example: A valid value, shown in the error when given.
+
+    Returns:
+        The pairs in the order given, keys stripped, values as written.
+
+    Raises:
+        ConfigError: on an item that is not ``key=value`` with a known key.
+    """
+    pairs: list[tuple[str, str]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in keys:
+            hint = f" (e.g. {example})" if example else ""
+            msg = (
+                f"PAIRFLOW_{name}: {item.strip()!r} is not {form[0]}={form[1]} with {form[0]} "
+                f"one of {', '.join(keys)}{hint}"
+            )
+            raise ConfigError(msg)
+        pairs.append((key, value))
+    return pairs

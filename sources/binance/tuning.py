@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from pairflow.config import ConfigError
+from pairflow.parsing import parse_assignments
 
 __all__ = ["MAX_STREAMS_PER_CONNECTION", "BinanceTuning"]
 
@@ -103,17 +104,9 @@ class BinanceTuning:
         base = base or cls()
         kinds = {f.name: f.type for f in fields(cls)}
         changes: dict[str, Any] = {}
-        for item in text.split(","):
-            if not item.strip():
-                continue
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not sep or key not in kinds:
-                msg = (
-                    f"PAIRFLOW_BINANCE_TUNING: {item.strip()!r} is not KEY=VALUE with KEY one of "
-                    f"{', '.join(sorted(kinds))}"
-                )
-                raise ConfigError(msg)
+        for key, value in parse_assignments(
+            "BINANCE_TUNING", text, sorted(kinds), ("KEY", "VALUE")
+        ):
             try:
                 number = int(value) if kinds[key] in ("int", int) else float(value)
             except ValueError:
