@@ -134,6 +134,22 @@ def _wait_charts(page: object, n: int, timeout_s: float = 60.0) -> None:
     pytest.fail(f"only {_visible_charts(page)} of {n} charts rendered in {timeout_s:.0f} s")
 
 
+def _assert_exact_charts(page: object, n: int, timeout_s: float = 15.0) -> None:
+    """Exactly ``n`` current charts are drawn (only the selected view's).
+
+    A live refresh marks every element stale for a moment, so the count is polled
+    until the refresh in flight has landed instead of being read once.
+    """
+    deadline = time.monotonic() + timeout_s
+    counts = (-1, -1)
+    while time.monotonic() < deadline:
+        counts = (page.locator(CHART).count(), _visible_charts(page))  # type: ignore[attr-defined]
+        if counts == (n, n):
+            return
+        page.wait_for_timeout(100)  # type: ignore[attr-defined]
+    pytest.fail(f"expected exactly {n} drawn charts, found {counts[0]} ({counts[1]} visible)")
+
+
 def _open_tab(page: object, name: str, charts: int, timeout_s: float = 30.0) -> None:
     """Select a view (the segmented control under the title) and wait for its charts.
 
@@ -239,8 +255,7 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             assert refreshes >= 3, f"only {refreshes} live refreshes in 30 s"
             assert blank == 0, f"{blank} of {samples} samples had a blank or missing chart"
             assert page.locator(EXCEPTION).count() == 0
-            assert page.locator(CHART).count() == PAIR_CHARTS  # only the selected view
-            assert _visible_charts(page) == PAIR_CHARTS
+            _assert_exact_charts(page, PAIR_CHARTS)  # only the selected view
             body = page.inner_text("body")
             for text in ("BTCUSDT / ETHUSDT", "BTCUSDT last", "Hedge ratio β", "Newest bar age"):
                 assert text in body
@@ -249,7 +264,7 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             _full_screenshot(page, DOCS / "screenshot.png")
 
             _open_tab(page, "Pipeline health", HEALTH_CHARTS)
-            assert _visible_charts(page) == HEALTH_CHARTS
+            _assert_exact_charts(page, HEALTH_CHARTS)
             assert page.locator(EXCEPTION).count() == 0
             page.wait_for_function(
                 "document.body.innerText.includes('redis://:***@127.0.0.1:6379/0')",
