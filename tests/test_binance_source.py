@@ -521,7 +521,9 @@ def test_rest_rows_have_binance_shape_and_paging() -> None:
 def test_rest_429_retry_after_is_waited_out() -> None:
     fake = _played(Faults(rest_429_every=1, rest_retry_after_s=0.4))
     try:
-        rows, took, err = asyncio.run(_fetch(fake, give_up_s=1.5))
+        # a give-up time of several Retry-After periods, so that even a loaded machine
+        # sends at least two requests before giving up
+        rows, took, err = asyncio.run(_fetch(fake, give_up_s=3.0))
         assert rows is None and "give-up" in err
         assert fake.counters["rest_429"] >= 2
         assert took >= 0.8, "each 429 paused for its Retry-After"
