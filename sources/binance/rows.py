@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pairflow.records import Bar, Tick
+from sources.binance.wire import plain_decimal
 
 __all__ = [
     "MalformedRows",
@@ -71,12 +72,9 @@ def kline_bars(symbol: str, tf: str, rows: Any) -> tuple[list[Bar], int, int]:
     Raises:
         MalformedRows: not a list, or a row that is not a kline.
     """
-    if not isinstance(rows, list):
-        msg = f"klines: expected a JSON list, got {str(rows)[:200]}"
-        raise MalformedRows(msg)
     bars: list[Bar] = []
     last = -1
-    for row in rows:
+    for row in _json_list("klines", rows):
         try:
             bar = kline_bar(symbol, tf, row)
             last = int(row[0])
@@ -88,12 +86,53 @@ def kline_bars(symbol: str, tf: str, rows: Any) -> tuple[list[Bar], int, int]:
     return bars, len(rows), last
 
 
+def _json_list(endpoint: str, rows: Any) -> list[Any]:
+    """``rows`` if it is a JSON list.
+
+    Raises:
+        MalformedRows: naming ``endpoint`` when it is not.
+    """
+    if not isinstance(rows, list):
+        msg = f"{endpoint}: expected a JSON list, got {str(rows)[:200]}"
+        raise MalformedRows(msg)
+    return rows
+
+
 def _plain_positive(text: object) -> float | None:
     """Binance's decimal text (ASCII digits, at most one ``.``) as a float > 0, else None."""
-    if not isinstance(text, str) or not text.isascii() or not text.replace(".", "", 1).isdigit():
+    if not isinstance(text, str) or not plain_decimal(text):
         return None
     value = float(text)
     return value if value > 0 else None
+
+
+def _trade_row(
+    endpoint: str, row: Any, price_qty: tuple[str, str], ints: tuple[str, ...], maker: str
+) -> tuple[float, float]:
+    """Price and quantity of a REST trade row that has the documented fields.
+
+    Args:
+        endpoint: Named in the error.
+        row: One row of the answer.
+        price_qty: The keys of the price and quantity (Binance decimal text, > 0).
+        ints: Keys that must hold integers.
+        maker: The key of the buyer-is-maker flag (a bool).
+
+    Raises:
+        MalformedRows: when a field is missing or of the wrong type.
+    """
+    ok = isinstance(row, dict)
+    price = _plain_positive(row.get(price_qty[0])) if ok else None
+    qty = _plain_positive(row.get(price_qty[1])) if ok else None
+    if (
+        price is None
+        or qty is None
+        or any(type(row.get(key)) is not int for key in ints)
+        or not isinstance(row.get(maker), bool)
+    ):
+        msg = f"malformed {endpoint} row {row!r:.200}"
+        raise MalformedRows(msg)
+    return price, qty
 
 
 def trade_ticks(symbol: str, rows: Any) -> list[Tick]:
@@ -102,22 +141,11 @@ def trade_ticks(symbol: str, rows: Any) -> list[Tick]:
     Raises:
         MalformedRows: not a list, or a row without the documented fields.
     """
-    if not isinstance(rows, list):
-        msg = f"historicalTrades: expected a JSON list, got {str(rows)[:200]}"
-        raise MalformedRows(msg)
     out = []
-    for row in rows:
-        price = _plain_positive(row.get("price")) if isinstance(row, dict) else None
-        qty = _plain_positive(row.get("qty")) if isinstance(row, dict) else None
-        if not (
-            price is not None
-            and qty is not None
-            and type(row.get("id")) is int
-            and type(row.get("time")) is int
-            and isinstance(row.get("isBuyerMaker"), bool)
-        ):
-            msg = f"malformed historicalTrades row {row!r:.200}"
-            raise MalformedRows(msg)
+    for row in _json_list("historicalTrades", rows):
+        price, qty = _trade_row(
+            "historicalTrades", row, ("price", "qty"), ("id", "time"), "isBuyerMaker"
+        )
         t = row["time"]
         maker = row["isBuyerMaker"]
         out.append(Tick(symbol, row["id"], price, qty, t, t, maker, row["price"], row["qty"]))
@@ -131,23 +159,10 @@ def agg_ticks(symbol: str, rows: Any) -> list[tuple[int, Tick]]:
     Raises:
         MalformedRows: not a list, or a row without the documented fields.
     """
-    if not isinstance(rows, list):
-        msg = f"aggTrades: expected a JSON list, got {str(rows)[:200]}"
-        raise MalformedRows(msg)
     out = []
-    for row in rows:
-        price = _plain_positive(row.get("p")) if isinstance(row, dict) else None
-        qty = _plain_positive(row.get("q")) if isinstance(row, dict) else None
-        if not (
-            price is not None
-            and qty is not None
-            and type(row.get("f")) is int
-            and type(row.get("l")) is int
-            and row["l"] >= row["f"]
-            and type(row.get("T")) is int
-            and type(row.get("a")) is int
-            and isinstance(row.get("m"), bool)
-        ):
+    for row in _json_list("aggTrades", rows):
+        price, qty = _trade_row("aggTrades", row, ("p", "q"), ("f", "l", "T", "a"), "m")
+        if row["l"] < row["f"]:
             msg = f"malformed aggTrades row {row!r:.200}"
             raise MalformedRows(msg)
         t = row["T"]
