@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
@@ -214,34 +213,6 @@ def test_adf_and_coint_equal_statsmodels_on_real_btc_eth_windows() -> None:
         assert got.eg.stat == pytest.approx(ref_eg[0], rel=STAT_RTOL, abs=STAT_ATOL)
         assert got.eg.pvalue == pytest.approx(ref_eg[1], abs=P_ATOL)
         assert coint_test(yw, xw).pvalue == pytest.approx(sm_coint(yw, xw)[1], abs=P_ATOL)
-
-
-def best_of(fn, repeat: int = 5, number: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / number)
-    return best
-
-
-def test_fast_tests_are_at_least_10x_faster_than_statsmodels_at_w300() -> None:
-    rng = np.random.default_rng(9)
-    x = 8 + np.cumsum(rng.normal(0, 1e-4, 300))
-    y = 11 + 1.1 * (x - 8) + rng.normal(0, 1e-4, 300)
-    fit = sm.OLS(y, sm.add_constant(x)).fit()
-    resid, rsq = np.asarray(fit.resid), float(fit.rsquared)
-
-    def ours() -> None:
-        spread_tests(resid, rsq)
-
-    def theirs() -> None:
-        sm_adf(resid, "c")
-        sm_coint(y, x)
-
-    ratio = best_of(theirs) / best_of(ours)
-    assert ratio >= 10, f"only {ratio:.1f}x faster"
 
 
 def test_fast_mackinnon_pvalue_is_identical_to_statsmodels() -> None:
