@@ -19,7 +19,6 @@ from __future__ import annotations
 import decimal
 import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,18 +33,9 @@ from pairflow.stats.kalman import (
     kalman_run,
     kalman_step,
 )
+from pairflow.testing import RECORDING
+from pairflow.testing.oracle import one_second_closes
 
-try:
-    from pairflow.testing.oracle import one_second_closes
-except ImportError:  # pragma: no cover - before the oracle moved into pairflow.testing
-    from tests.oracle import one_second_closes  # type: ignore[no-redef]
-
-RECORDING = (
-    Path(__file__).resolve().parents[1]
-    / "data"
-    / "recordings"
-    / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
-)
 DELTA = 0.01
 TOL = 1e-8
 

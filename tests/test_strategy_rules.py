@@ -12,7 +12,6 @@ import math
 import pickle
 import statistics
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,19 +29,10 @@ from pairflow.strategies.rules import (
     step,
     step_row,
 )
+from pairflow.testing import RECORDING
+from pairflow.testing.oracle import one_second_closes
 from pairflow.testing.strategy_reference import STATS_COLUMNS, TRADE_COLUMNS, reference_run
 
-try:
-    from pairflow.testing.oracle import one_second_closes
-except ImportError:  # pragma: no cover - before the oracle moved into pairflow.testing
-    from tests.oracle import one_second_closes  # type: ignore[no-redef]
-
-RECORDING = (
-    Path(__file__).resolve().parents[1]
-    / "data"
-    / "recordings"
-    / "binance-spot-trades-btcusdt-ethusdt-2024-08-08.ndjson.gz"
-)
 TF_MS = 1000
 P0 = StrategyParams(name="t", entry=2.0, exit=0.5, stop=4.0, max_hold=0, fee_bps=0.0)
 
