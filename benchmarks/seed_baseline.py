@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import redis
 
@@ -42,13 +41,13 @@ from pairflow.testing.bench import (
     new_prefix,
     read_lines,
 )
+from pairflow.testing.oracle import resample_bars
 from sinks.schema import TABLES, create_all
 
 BAR_COLUMNS = TABLES["bars"].names
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RULES = {"1s": "1s", "1m": "1min", "5m": "5min"}
 INSERT_SQL = (
     f"INSERT OR REPLACE INTO bars ({', '.join(BAR_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(BAR_COLUMNS))})"
@@ -56,49 +55,28 @@ INSERT_SQL = (
 
 
 def resample_rows(entries: dict[str, list[tuple[bytes, dict[bytes, bytes]]]]) -> list[tuple]:
-    """Bars of pulled Redis entries, per symbol and timeframe, as ``bars`` rows."""
-    rows: list[tuple] = []
+    """Stream entries ``{symbol: [(id, fields)]}`` -> ``bars`` rows (pandas ``resample``)."""
+    frames = []
     for symbol, items in entries.items():
         if not items:
             continue
         ids = [eid.decode().split("-") for eid, _ in items]
-        df = pd.DataFrame(
-            {
-                "time": pd.to_datetime([int(t) for t, _ in ids], unit="ms", utc=True),
-                "t": [int(i) for _, i in ids],
-                "p": [float(f[b"p"]) for _, f in items],
-                "q": [float(f[b"q"]) for _, f in items],
-                "m": [f[b"m"] == b"true" for _, f in items],
-            }
-        ).set_index("time")
-        df["quote"] = df["p"] * df["q"]
-        df["taker_buy"] = np.where(df["m"], 0.0, df["q"])
-        for tf, rule in RULES.items():
-            r = df.resample(rule, origin="epoch", label="left", closed="left")
-            bars = pd.DataFrame(
+        frames.append(
+            pd.DataFrame(
                 {
-                    "open": r["p"].first(),
-                    "high": r["p"].max(),
-                    "low": r["p"].min(),
-                    "close": r["p"].last(),
-                    "volume": r["q"].sum(),
-                    "quote_volume": r["quote"].sum(),
-                    "trades": r["p"].count(),
-                    "taker_buy_volume": r["taker_buy"].sum(),
-                    "first_trade_id": r["t"].min(),
-                    "last_trade_id": r["t"].max(),
+                    "s": symbol,
+                    "T": [int(t) for t, _ in ids],
+                    "t": [int(i) for _, i in ids],
+                    "p": [float(f[b"p"]) for _, f in items],
+                    "q": [float(f[b"q"]) for _, f in items],
+                    "m": [f[b"m"] == b"true" for _, f in items],
                 }
             )
-            bars = bars[bars["trades"] > 0]
-            for ts, b in bars.iterrows():
-                rows.append(
-                    (
-                        symbol, tf, ts.to_pydatetime(), b.open, b.high, b.low, b.close,
-                        b.volume, b.quote_volume, b.quote_volume / b.volume, int(b.trades),
-                        b.taker_buy_volume, int(b.first_trade_id), int(b.last_trade_id),
-                    )
-                )  # fmt: skip
-    return rows
+        )
+    if not frames:
+        return []
+    bars = resample_bars(pd.concat(frames, ignore_index=True))
+    return list(bars[list(BAR_COLUMNS)].itertuples(index=False, name=None))
 
 
 def run_seed_baseline(
