@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,11 +14,17 @@ from sources.history.progress import Progress
 from sources.replay import ReplaySource, ReplayState
 from tests.test_history_dumps import DAY, _write, trades_lines
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 
 
-@pytest.fixture(scope="module")
-def dumps(tmp_path_factory, recording):
+def _recording_trades(recording: Path) -> pd.DataFrame:
+    """The recording's trades (columns s, t, p, q, T, m; price and qty as sent, text).
+
+    Sorted by symbol and trade id.
+    """
     import gzip
     import json
 
@@ -27,7 +35,12 @@ def dumps(tmp_path_factory, recording):
         for line in fh:
             d = json.loads(line)["data"]
             rows.append((d["s"], d["t"], d["p"], d["q"], d["T"], d["m"]))
-    df = pd.DataFrame(rows, columns=["s", "t", "p", "q", "T", "m"]).sort_values(["s", "t"])
+    return pd.DataFrame(rows, columns=["s", "t", "p", "q", "T", "m"]).sort_values(["s", "t"])
+
+
+@pytest.fixture(scope="module")
+def dumps(tmp_path_factory, recording):
+    df = _recording_trades(recording)
     tmp = tmp_path_factory.mktemp("dumps")
     return [
         _write(tmp / f"BTCUSDT-trades-{DAY}.zip", trades_lines(df[df.s == "BTCUSDT"], True, "ms")),
@@ -148,20 +161,12 @@ def test_paced_dump_replay_gives_the_max_speed_bars(tmp_path, recording):
     Final bars are exact even with a wall clock (amendments fix them); what the clock
     changes (no amendments, analytics on final bars) is the bar step's own test.
     """
-    import gzip
-    import json
-
     import pandas as pd
 
     from pairflow.testing.oracle import read_table
     from tests.flowutil import run_flow, settings_for
 
-    rows = []
-    with gzip.open(recording, "rt") as fh:
-        for line in fh:
-            d = json.loads(line)["data"]
-            rows.append((d["s"], d["t"], d["p"], d["q"], d["T"], d["m"]))
-    df = pd.DataFrame(rows, columns=["s", "t", "p", "q", "T", "m"]).sort_values(["s", "t"])
+    df = _recording_trades(recording)
     df = df[df["T"] < df["T"].min() + 3_000]  # 3 s of trades: 6 s at 0.5x
     paths = [
         _write(tmp_path / f"{s}-trades-{DAY}.csv", trades_lines(df[df.s == s], True, "ms"))
