@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from pairflow.config import ConfigError, load_settings
+from pairflow.config import ConfigError
 from tests.fakes import LiveRun, run_live
 from tests.fakes.fake_binance import MARKET_DATA_ONLY, FakeBinance, Faults, load_frames
 from tests.test_binance_faults import FAST, HEAD, SYMS, assert_complete, recorded, report
@@ -63,7 +63,7 @@ def test_api_host_backfills_gaps_from_historical_trades() -> None:
 
 def test_market_data_only_host_falls_back_to_agg_trades_exactly(tmp_path: Path) -> None:
     from pairflow.testing.oracle import compare_bars, read_table, resample_bars
-    from tests.flowutil import run_flow
+    from tests.flowutil import run_flow, settings_for
 
     record = tmp_path / "md.ndjson.gz"
     faults = Faults(drop_every=300, max_drops=3, rest_endpoints=MARKET_DATA_ONLY)
@@ -101,16 +101,7 @@ def test_market_data_only_host_falls_back_to_agg_trades_exactly(tmp_path: Path) 
     lines = load_frames(record)
     assert sum(1 for ln in lines if '"n":' in ln) == aggregates
     db = tmp_path / "replay.db"
-    settings = load_settings(
-        {
-            "PAIRFLOW_SOURCE": f"replay:{record}",
-            "PAIRFLOW_REPLAY_SPEED": "max",
-            "PAIRFLOW_DB": str(db),
-            "PAIRFLOW_REDIS_URL": "",
-            "PAIRFLOW_WINDOWS": "",
-        }
-    )
-    run_flow(settings)
+    run_flow(settings_for(db, source=f"replay:{record}", replay_speed="max", windows=""))
     import pandas as pd
 
     want = resample_bars(pd.DataFrame(want_rows, columns=["s", "t", "p", "q", "T", "m"]))

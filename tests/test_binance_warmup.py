@@ -29,7 +29,6 @@ import orjson
 import pandas as pd
 import pytest
 
-from pairflow.config import load_settings
 from pairflow.records import AnalyticsRow, Bar, Tick, Watermark
 from pairflow.testing.analytics_oracle import expected_row
 from pairflow.testing.analytics_oracle import grid as oracle_grid
@@ -248,7 +247,7 @@ def test_warm_start_analytics_for_every_timeframe_equal_statsmodels(
 
 
 def test_recording_replays_to_the_same_trade_bars(warm_run: dict[str, Any], tmp_path: Path) -> None:
-    from tests.flowutil import run_flow
+    from tests.flowutil import run_flow, settings_for
 
     rec = warm_run["record"]
     lines = load_frames(rec)
@@ -259,16 +258,7 @@ def test_recording_replays_to_the_same_trade_bars(warm_run: dict[str, Any], tmp_
     for sym, got in ids.items():
         assert got == sorted(got) and len(got) == len(set(got)), sym
     db = tmp_path / "replay.db"
-    settings = load_settings(
-        {
-            "PAIRFLOW_SOURCE": f"replay:{rec}",
-            "PAIRFLOW_REPLAY_SPEED": "max",
-            "PAIRFLOW_DB": str(db),
-            "PAIRFLOW_REDIS_URL": "",
-            "PAIRFLOW_WINDOWS": "",
-        }
-    )
-    run_flow(settings)
+    run_flow(settings_for(db, source=f"replay:{rec}", replay_speed="max", windows=""))
     replayed = read_table(db, "bars", "symbol, tf, open_time")
     live = warm_run["bars"]
     live_t = live[live.first_trade_id.notna()]
