@@ -18,7 +18,13 @@ import pytest
 import redis
 
 from pairflow.testing import REDIS_URL, ROOT
-from pairflow.testing.oracle import compare_bars, read_table, resample_bars, trades_from_lines
+from pairflow.testing.oracle import (
+    compare_bars,
+    read_table,
+    redis_entries,
+    resample_bars,
+    trades_from_lines,
+)
 from sources.binance.wire import parse_frame
 from tests.data.bad_inputs.make_corpus import AFTER_ORIGINAL, END, KINDS, RANDOM
 from tests.flowutil import run_flow, settings_for
@@ -149,11 +155,7 @@ def test_bad_lines_mixed_into_the_recording_are_all_rejected_and_good_ticks_all_
     assert not read_table(db, "analytics", "pair, tf, ts").empty
 
     # ... and in Redis, exactly
-    want_redis: dict[str, list[tuple[str, dict[str, str]]]] = {}
-    for line in good:
-        d = json.loads(line)["data"]
-        fields = {"p": d["p"], "q": d["q"], "m": "true" if d["m"] else "false"}
-        want_redis.setdefault(d["s"], []).append((f"{d['T']}-{d['t']}", fields))
+    want_redis = redis_entries(good)
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         for symbol, entries in want_redis.items():

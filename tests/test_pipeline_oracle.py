@@ -12,7 +12,13 @@ from pathlib import Path
 import pandas as pd
 import redis
 
-from pairflow.testing.oracle import compare_bars, read_table, resample_bars, trades_from_file
+from pairflow.testing.oracle import (
+    compare_bars,
+    read_table,
+    redis_entries,
+    resample_bars,
+    trades_from_file,
+)
 from tests.flowutil import run_flow, settings_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -60,12 +66,8 @@ def test_pipeline_redis_streams_hold_exactly_the_input_ticks(recording, tmp_path
     run_flow(_replay_settings(recording, db, redis_prefix))
     run_flow(_replay_settings(recording, db, redis_prefix))  # replay: Redis refuses dups
 
-    want: dict[str, list[tuple[str, dict[str, str]]]] = {}
     with gzip.open(recording, "rt") as fh:
-        for line in fh:
-            d = json.loads(line)["data"]
-            fields = {"p": d["p"], "q": d["q"], "m": "true" if d["m"] else "false"}
-            want.setdefault(d["s"], []).append((f"{d['T']}-{d['t']}", fields))
+        want = redis_entries(fh)
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         for symbol, entries in want.items():

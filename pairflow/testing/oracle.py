@@ -34,6 +34,21 @@ def trades_from_lines(lines: Iterable[str | bytes]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["s", "t", "p", "q", "T", "m"])
 
 
+def redis_entries(lines: Iterable[str | bytes]) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """The ``ticks:{symbol}`` entries the Redis tee writes for these trade frames.
+
+    Returns:
+        ``{symbol: [(id "T-t", {"p", "q", "m"}), ...]}`` in frame order, as ``XRANGE``
+        returns them with ``decode_responses=True``.
+    """
+    entries: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for line in lines:
+        d = json.loads(line)["data"]
+        fields = {"p": d["p"], "q": d["q"], "m": "true" if d["m"] else "false"}
+        entries.setdefault(d["s"], []).append((f"{d['T']}-{d['t']}", fields))
+    return entries
+
+
 def trades_from_file(path: Path) -> pd.DataFrame:
     """All trades of an NDJSON(.gz) recording."""
     opener = gzip.open if str(path).endswith(".gz") else open
