@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -122,15 +123,21 @@ def pair_series(draw: st.DrawFn) -> tuple[int, np.ndarray, np.ndarray]:
     return w, y, x
 
 
+def pushes(w: int, y: np.ndarray, x: np.ndarray) -> Iterator[tuple[int, RollingPair]]:
+    """Feed ``(y[i], x[i])`` to a new window of length ``w``; yield ``(i, window)`` after each."""
+    rp = RollingPair.create(w)
+    for i in range(len(y)):
+        rp.push(y[i], x[i])
+        yield i, rp
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pair_series())
 def test_rolling_ols_equals_statsmodels_on_random_log_price_windows(
     case: tuple[int, np.ndarray, np.ndarray],
 ) -> None:
     w, y, x = case
-    rp = RollingPair.create(w)
-    for i in range(len(y)):
-        rp.push(y[i], x[i])
+    for i, rp in pushes(w, y, x):
         if rp.n >= 3 and (i % 7 == 0 or i == len(y) - 1):
             assert_fit_matches(rp)
 
@@ -149,9 +156,7 @@ def test_rolling_ols_near_constant_series_with_large_offset(
     n, w = 400, 100
     x = level - 3.1 + np.cumsum(rng.normal(0, rel, n))
     y = level + 0.8 * (x - x[0]) + rng.normal(0, rel, n)
-    rp = RollingPair.create(w)
-    for i in range(n):
-        rp.push(y[i], x[i])
+    for i, rp in pushes(w, y, x):
         if rp.full and i % 13 == 0:
             assert_fit_matches(rp)
 
@@ -278,9 +283,7 @@ def run_long(n_updates: int, w: int, check_every: int) -> None:
     vol = np.repeat(rng.choice([1e-7, 1e-5, 1e-3], size=n_updates // 1000 + 1), 1000)
     x = 11.0 + np.cumsum(rng.normal(0, 1, n_updates) * vol[:n_updates])
     y = 7.9 + 1.3 * (x - 11.0) + np.cumsum(rng.normal(0, 1, n_updates) * vol[:n_updates] * 0.1)
-    rp = RollingPair.create(w)
-    for i in range(n_updates):
-        rp.push(y[i], x[i])
+    for i, rp in pushes(w, y, x):
         if i >= w and i % check_every == 0:
             assert_fit_matches(rp)
     assert_fit_matches(rp)
