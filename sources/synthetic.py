@@ -567,7 +567,8 @@ class SyntheticPartition(StatefulSourcePartition[Tick | Bar | Watermark, Synthet
         if stop_requested():
             raise StopIteration
         if self.pending:
-            history, self.pending = self.pending, []
+            history: list[Tick | Bar | Watermark] = [*self.pending]
+            self.pending = []
             self.awake_ms = None
             return history
         out: list[Tick | Bar | Watermark] = []
