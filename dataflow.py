@@ -132,6 +132,7 @@ def build(
             exit_z=settings.exit_z,
             pvalue_every=settings.pvalue_every,
             kalman_delta=settings.kalman_delta,
+            numba=settings.numba,
         )
         # analytics.signals (the old entry/exit machine) are no longer written: the
         # signals table is the strategies' (keyed by strategy, DESIGN "Strategies")

@@ -356,7 +356,7 @@ def new_state(
         rets=RollingPair.create(window - 1),
         history=deque(maxlen=window + horizon + 1),
         hedge_states=(None,) * len(models),
-        compiled=use_compiled(1) if compiled is None else compiled,
+        compiled=use_compiled(1) if compiled is None else compiled,  # auto: off for one
     )
 
 
@@ -973,6 +973,7 @@ def pair_analytics_op(
     exit_z: float = 0.5,
     pvalue_every: int = 1,
     kalman_delta: float | None = 0.01,
+    numba: str = "auto",
 ) -> PairAnalyticsOut:
     """Rolling pair analytics as a bytewax operator, with a third stream of Stats.
 
@@ -986,6 +987,7 @@ def pair_analytics_op(
         exit_z: |z| inside which an open position exits.
         pvalue_every: Compute p-values every this many grid points.
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``; ``None`` = no Kalman columns.
+        numba: ``PAIRFLOW_NUMBA`` (see :func:`pairflow.stats.fastrow.use_compiled`).
 
     Returns:
         The ``rows``, ``signals`` and ``stats`` streams.
@@ -993,7 +995,7 @@ def pair_analytics_op(
     for tf, w in windows.items():  # validate early
         new_state(pair_key("A", "B", tf), w, entry_z, exit_z, pvalue_every, kalman_delta)
 
-    compiled = use_compiled(len(pairs) * len(windows))
+    compiled = use_compiled(len(pairs) * len(windows), numba)
 
     def make(key: str) -> PairState:
         tf = parse_pair_key(key)[2]

@@ -73,6 +73,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "STATS_EVERY_S": "5",
     "STRATEGIES": "",
     "KALMAN_DELTA": "0.01",
+    "NUMBA": "auto",
 }
 """Defaults of the settings every run has, by name without the ``PAIRFLOW_`` prefix."""
 
@@ -105,6 +106,8 @@ class Settings:
         scan_every: Scan every k-th grid time per timeframe (``ts_ms // tf_ms % k == 0``).
         strategies: Paper strategies (``PAIRFLOW_STRATEGIES``; empty = the one
             ``default`` strategy on ``entry_z``/``exit_z``), run on every (pair, tf).
+        numba: ``PAIRFLOW_NUMBA`` (``auto``/``on``/``off``): the compiled analytics
+            kernel (``auto``: from 8 (pair, tf) keys on; loading numba costs seconds).
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``, the Kalman hedge model's state noise
             ``Vw = delta * C`` (a number >= 0; DESIGN "Hedge models").
     """
@@ -134,6 +137,7 @@ class Settings:
         )
     )
     kalman_delta: float = float(COMMON_DEFAULTS["KALMAN_DELTA"])
+    numba: str = COMMON_DEFAULTS["NUMBA"]
 
     @property
     def source_kind(self) -> str:
@@ -358,7 +362,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         scan_every=parse_scan_every(raw["SCAN_EVERY"]),
         strategies=strategies,
         kalman_delta=parse_number("KALMAN_DELTA", raw["KALMAN_DELTA"], minimum=0.0),
+        numba=parse_numba(raw["NUMBA"]),
     )
+
+
+def parse_numba(text: str) -> str:
+    """``PAIRFLOW_NUMBA``: ``auto``, ``on`` or ``off`` (also 1/0, true/false, yes/no).
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    low = text.strip().lower()
+    aliases = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+    low = aliases.get(low, low)
+    if low not in ("auto", "on", "off"):
+        msg = f"PAIRFLOW_NUMBA must be auto, on or off, got {text!r}"
+        raise ConfigError(msg)
+    return low
 
 
 def redact_url(url: str | None) -> str:

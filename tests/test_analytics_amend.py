@@ -35,10 +35,17 @@ def bar(symbol: str, i: int, close: float) -> Bar:
 
 
 def run(
-    stream: list[list[Bar]], *, entry_z: float = 1.0, exit_z: float = 0.3
+    stream: list[list[Bar]],
+    *,
+    entry_z: float = 1.0,
+    exit_z: float = 0.3,
+    compiled: bool | None = None,
 ) -> tuple[list[AnalyticsRow], dict[tuple[int, str], Signal], int]:
     """Batches through the logic; the final tables under upsert/retract semantics."""
-    logic = PairAnalyticsLogic(None, lambda k: new_state(k, W, entry_z=entry_z, exit_z=exit_z))
+    logic = PairAnalyticsLogic(
+        None,
+        lambda k: new_state(k, W, entry_z=entry_z, exit_z=exit_z, compiled=compiled),
+    )
     out: list[object] = []
     for batch in stream:
         out += logic.on_batch([(KEY, b) for b in batch])[0]

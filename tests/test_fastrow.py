@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from statsmodels.tsa.stattools import adfuller, coint
 
 from operators.analytics import PairAnalyticsLogic, half_life, new_state
+from pairflow.config import ConfigError, load_settings
 from pairflow.records import AnalyticsRow
 from pairflow.stats import cointegration, fastrow
 from pairflow.stats.cointegration import adf_maxlag, spread_tests
@@ -134,30 +134,22 @@ def test_compiled_rows_equal_numpy_rows_and_statsmodels() -> None:
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_compiled_amendments_are_bit_identical_to_in_order(scenario) -> None:
     yc, xc, stream = scenario
-    old = os.environ.get("PAIRFLOW_NUMBA")
-    os.environ["PAIRFLOW_NUMBA"] = "on"
-    try:
-        want_rows, want_sigs, _ = run(in_order(yc, xc))
-        got_rows, got_sigs, _ = run(stream)
-    finally:
-        if old is None:
-            del os.environ["PAIRFLOW_NUMBA"]
-        else:
-            os.environ["PAIRFLOW_NUMBA"] = old
+    want_rows, want_sigs, _ = run(in_order(yc, xc), compiled=True)
+    got_rows, got_sigs, _ = run(stream, compiled=True)
     assert got_rows == want_rows
     assert got_sigs == want_sigs
 
 
-def test_use_compiled_modes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PAIRFLOW_NUMBA", raising=False)
+def test_use_compiled_modes() -> None:
     assert not fastrow.use_compiled(fastrow.AUTO_MIN_KEYS - 1)
     assert fastrow.use_compiled(fastrow.AUTO_MIN_KEYS)
-    monkeypatch.setenv("PAIRFLOW_NUMBA", "off")
-    assert not fastrow.use_compiled(1000)
-    monkeypatch.setenv("PAIRFLOW_NUMBA", "on")
-    assert fastrow.use_compiled(1)
-    assert new_state(KEY, 30).compiled
-    monkeypatch.setenv("PAIRFLOW_NUMBA", "maybe")
+    assert not fastrow.use_compiled(1000, "off")
+    assert fastrow.use_compiled(1, "on")
+    assert not new_state(KEY, 30).compiled  # one key, auto: numpy
+    assert new_state(KEY, 30, compiled=True).compiled
     with pytest.raises(ValueError, match="PAIRFLOW_NUMBA"):
-        fastrow.use_compiled(1)
+        fastrow.use_compiled(1, "maybe")
+    assert load_settings({"PAIRFLOW_NUMBA": "ON", "PAIRFLOW_CONFIG": ""}).numba == "on"
+    with pytest.raises(ConfigError, match="PAIRFLOW_NUMBA"):
+        load_settings({"PAIRFLOW_NUMBA": "maybe", "PAIRFLOW_CONFIG": ""})
     assert fastrow.PIVOT_REL == cointegration.PIVOT_REL

@@ -27,7 +27,6 @@ first call in a process loads it (or compiles it, ~seconds, once per machine);
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -325,16 +324,22 @@ cache load ~3 s measured on the shared 2-core machine) that one pair's rows neve
 win back, while the pair scanner's do within minutes."""
 
 
-def use_compiled(keys: int) -> bool:
+NUMBA_MODES = ("auto", "on", "off")
+"""Values of ``PAIRFLOW_NUMBA`` (``Settings.numba``); also 1/0, true/false, yes/no."""
+
+
+def use_compiled(keys: int, mode: str = "auto") -> bool:
     """Whether a flow with ``keys`` ``(pair, tf)`` keys uses the compiled kernel.
 
-    ``PAIRFLOW_NUMBA``: ``on``/``1`` always, ``off``/``0`` never, ``auto`` (default)
-    from :data:`AUTO_MIN_KEYS` keys on.
+    Args:
+        keys: How many ``(pair, tf)`` keys the flow analyses.
+        mode: ``PAIRFLOW_NUMBA`` (``Settings.numba``): ``on``/``1`` always,
+            ``off``/``0`` never, ``auto`` from :data:`AUTO_MIN_KEYS` keys on.
 
     Raises:
         ValueError: on another value.
     """
-    raw = os.environ.get("PAIRFLOW_NUMBA", "auto").strip().lower()
+    raw = mode.strip().lower()
     if raw in ("1", "on", "true", "yes"):
         return True
     if raw in ("0", "off", "false", "no"):
