@@ -84,9 +84,21 @@ def bar(symbol: str, i: int, close: float) -> Bar:
     return Bar(symbol, "1s", T0 + i * 1000, close, close, close, close, 1.0, close, 1, 0.5, i, i)
 
 
-def time_ours(yc: np.ndarray, xc: np.ndarray, w: int, bars: int, pvalue_every: int) -> float:
-    """µs per bar through PairAnalyticsLogic.on_batch, after a W-point warm-up."""
-    logic = PairAnalyticsLogic(None, lambda k: new_state(k, w, pvalue_every=pvalue_every))
+def time_ours(
+    yc: np.ndarray,
+    xc: np.ndarray,
+    w: int,
+    bars: int,
+    pvalue_every: int,
+    compiled: bool | None = None,
+) -> float:
+    """µs per bar through PairAnalyticsLogic.on_batch, after a W-point warm-up.
+
+    ``compiled``: the numba row kernel (``None``: what one key gets by default).
+    """
+    logic = PairAnalyticsLogic(
+        None, lambda k: new_state(k, w, pvalue_every=pvalue_every, compiled=compiled)
+    )
     batches: list[list[tuple[str, Bar | Watermark]]] = [
         [(KEY, bar(Y, i, yc[i])), (KEY, bar(X, i, xc[i]))] for i in range(len(yc))
     ]

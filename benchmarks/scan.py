@@ -148,26 +148,24 @@ def main(argv: list[str] | None = None) -> None:
         sm: dict[int, float] = {}
         ours: dict[tuple[int, str], float] = {}
         bars, sm_bars = (300, 10) if args.quick else (1500, 40)
-        os.environ["PAIRFLOW_NUMBA"] = "on"
         from pairflow.stats import fastrow
 
         t = time.perf_counter()
         fastrow.kernel()
         warm = time.perf_counter() - t
         wy, wx = bench.closes(200, "synthetic")
-        bench.time_ours(wy, wx, 100, 50, 1)
+        bench.time_ours(wy, wx, 100, 50, 1, compiled=True)
         flows: list[tuple[float, float, dict]] = []
         for w in (100, 300, 1000):
             yc, xc = bench.closes(w + bars + 2, "real")
             for mode in ("on", "off"):
-                os.environ["PAIRFLOW_NUMBA"] = mode
                 ours[(w, mode)] = statistics.median(
-                    bench.time_ours(yc, xc, w, bars, 1) for _ in range(max(1, args.repeat))
+                    bench.time_ours(yc, xc, w, bars, 1, compiled=mode == "on")
+                    for _ in range(max(1, args.repeat))
                 )
             sm[w] = statistics.median(
                 bench.time_statsmodels(yc, xc, w, sm_bars) for _ in range(max(1, args.repeat))
             )
-        os.environ.pop("PAIRFLOW_NUMBA", None)
         if not args.skip_flow:
             for _ in range(args.repeat):
                 off = run_flow(args.symbols, args.duration_s, "1s=300", False, tmp)
