@@ -135,14 +135,14 @@ def build(
             numba=settings.numba,
         )
         # analytics.signals (the old entry/exit machine) are no longer written: the
-        # signals table is the strategies' (keyed by strategy, DESIGN "Strategies")
+        # signals table is the strategies' (keyed by strategy, docs/design.md "Strategies")
         to_db += [analytics.rows, analytics.stats]
         if settings.strategies:  # paper strategies (operators/strategies.py)
             from operators.strategies import reset_changed_strategies, strategies_op
 
             reset_changed_strategies(settings.db_path, settings.strategies)
             to_db.append(strategies_op("strategies", analytics.rows, settings.strategies))
-        if len(settings.pairs) > 1:  # the pair scanner (DESIGN "Pair scanner")
+        if len(settings.pairs) > 1:  # the pair scanner (docs/design.md "Pair scanner")
             from operators.scan import pair_scan
 
             to_db.append(pair_scan("scan", analytics.rows, settings.scan_every))

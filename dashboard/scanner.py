@@ -1,7 +1,7 @@
 """The "Scanner" tab: the latest pair scan per timeframe, as a heat map and a table.
 
 Self-contained (the app mounts it with :func:`render_scanner_tab`). Reads only the
-``scan`` table (DESIGN "Pair scanner"), with parameterised SQL on a read-only
+``scan`` table (docs/design.md "Pair scanner"), with parameterised SQL on a read-only
 connection the caller provides; computes no statistic.
 
 * :func:`scan_times` / :func:`latest_scan`: the newest scan of each timeframe.

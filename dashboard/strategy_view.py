@@ -1,11 +1,11 @@
 """The Strategy tab's data: one paper strategy on one pair/timeframe (read only).
 
 Reads the flow's ``strategies``, ``strategy_equity``, ``strategy_trades`` and
-``strategy_stats`` tables (DESIGN "Strategies and paper PnL") with parameterised SQL.
+``strategy_stats`` tables (docs/design.md "Strategies and paper PnL") with parameterised SQL.
 Nothing here computes a statistic: the KPIs are the flow's ``strategy_stats`` row,
 the equity is the stored ``strategy_equity.equity``. The only arithmetic is the
 drawdown *curve* (running max of the stored equity minus the equity, with the
-running max starting at 0 as DESIGN's ``max_drawdown`` does) — presentation of
+running max starting at 0 as docs/design.md's ``max_drawdown`` does) — presentation of
 stored numbers, like rebasing a price line; the max-DD KPI is the flow's own.
 """
 
@@ -26,7 +26,7 @@ from pairflow.timeutil import TF_MS
 from sinks.schema import STRATEGY_STATS, STRATEGY_TRADES
 
 DEFAULT_STRATEGY = "default"
-"""The strategy shown when the user has not picked one (DESIGN's default strategy)."""
+"""The strategy shown when the user has not picked one (docs/design.md's default strategy)."""
 
 MAX_TRADES = 1_000
 """Newest closed trades listed."""

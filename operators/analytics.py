@@ -8,7 +8,7 @@ Bar | Watermark ──flat_map: re-key to every (pair, tf) holding the symbol─
 ```
 
 Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
-:class:`PairState`. The definitions are those of DESIGN.md, "Analytics definitions":
+:class:`PairState`. The definitions are those of docs/design.md, "Analytics definitions":
 
 * **Grid and alignment.** The grid is every interval of the timeframe from ``t0``,
   the first interval by which both legs have traded (``max`` of their first bar
@@ -43,12 +43,12 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
 * **Undefined values** (a constant leg, zero spread variance...) are ``None``,
   never NaN or inf.
 * **Hedge models.** Each :class:`~pairflow.stats.hedge.HedgeModel` (the Kalman filter
-  of DESIGN "Hedge models" by default, ``PAIRFLOW_KALMAN_DELTA``) starts at the first
+  of docs/design.md "Hedge models" by default, ``PAIRFLOW_KALMAN_DELTA``) starts at the first
   row (grid index ``W - 1``) from that window and steps once per later grid point;
   its outputs fill ``{name}_alpha, _beta, _spread, _zscore``. If the first window
   cannot start it (a constant leg), it tries again at the next row.
 * **Signals.** :mod:`operators.signals` (pure), one position per key, on ``zscore``.
-* **Amendments** (DESIGN "Amendments: outputs follow the final bars"). The key keeps
+* **Amendments** (docs/design.md "Amendments: outputs follow the final bars"). The key keeps
   its last ``W + horizon + 1`` grid points (horizon = the bar amendment limit, 5 min,
   in grid points of the tf, at least 1) with what a restart needs: each leg's own bar
   close (``None`` = forward-filled), the rolling sums after the point
@@ -722,7 +722,7 @@ def _report(state: PairState, out: list[Output]) -> None:
 def window_stats(
     levels: RollingPair, rets: RollingPair, *, with_pvalues: bool = True, compiled: bool = False
 ) -> dict[str, float | None]:
-    """Statistics of the current window (DESIGN "Analytics definitions").
+    """Statistics of the current window (docs/design.md "Analytics definitions").
 
     Args:
         levels: Rolling (y, x) log prices; the newest pair is the row's.

@@ -1,6 +1,6 @@
 """The pair scanner: analytics rows of every pair in, one ranked ``scan`` per grid time out.
 
-DESIGN.md, "Pair scanner". One stateful step keyed by timeframe receives the
+docs/design.md, "Pair scanner". One stateful step keyed by timeframe receives the
 :class:`~pairflow.records.AnalyticsRow` of every pair of that timeframe::
 
     AnalyticsRow ──key_on(tf)──► stateful_batch(ScanLogic) ──► ScanRow | Stat

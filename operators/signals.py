@@ -24,7 +24,7 @@ LONG_SPREAD = "long_spread"
 EXIT = "exit"
 
 DEFAULT_STRATEGY = "default"
-"""``signals.strategy`` of these signals (DESIGN "Strategies": the default strategy)."""
+"""``signals.strategy`` of these signals (docs/design.md "Strategies": the default strategy)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Paper strategies on the analytics rows: one stateful step keyed by ``"pair|tf"``.
 
-DESIGN.md, "Strategies and paper PnL" and "Amendments"::
+docs/design.md, "Strategies and paper PnL" and "Amendments"::
 
     AnalyticsRow ──key_on(pair|tf)──► stateful_batch(StrategiesLogic)
         ──► Signal | StrategyTrade | EquityPoint | StrategyStats | StrategyDef

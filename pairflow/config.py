@@ -109,7 +109,7 @@ class Settings:
         numba: ``PAIRFLOW_NUMBA`` (``auto``/``on``/``off``): the compiled analytics
             kernel (``auto``: from 8 (pair, tf) keys on; loading numba costs seconds).
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``, the Kalman hedge model's state noise
-            ``Vw = delta * C`` (a number >= 0; DESIGN "Hedge models").
+            ``Vw = delta * C`` (a number >= 0; docs/design.md "Hedge models").
     """
 
     source: SourceConfig = field(default_factory=BinanceConfig)

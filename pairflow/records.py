@@ -138,10 +138,10 @@ class Bar:
 
 @dataclass(frozen=True, slots=True)
 class AnalyticsRow:
-    """One row of the ``analytics`` table (see DESIGN "Analytics definitions").
+    """One row of the ``analytics`` table (see docs/design.md "Analytics definitions").
 
     Undefined statistics are ``None`` (written as SQL NULL), never NaN.
-    ``spread_std`` (an addition to DESIGN's columns) is the standard deviation
+    ``spread_std`` (an addition to docs/design.md's columns) is the standard deviation
     (ddof=1) of the window's spreads, the z-score's denominator, so readers can draw
     mean ± k·σ bands without recomputing statistics.
     """
@@ -171,7 +171,7 @@ class AnalyticsRow:
 
 @dataclass(frozen=True, slots=True)
 class ScanRow:
-    """One row of the ``scan`` table (see DESIGN "Pair scanner").
+    """One row of the ``scan`` table (see docs/design.md "Pair scanner").
 
     Attributes:
         tf: Timeframe.

@@ -9,7 +9,7 @@ key, time column, upsert or append-only). From :data:`TABLES` come:
 - the dashboard's table and column lists, and the tests' expectations.
 
 Timeframes come only from :data:`pairflow.timeutil.TF_MS`. The tables are the
-contract of DESIGN.md ("DuckDB tables", "Pair scanner", "Strategies and paper PnL").
+contract of docs/design.md ("DuckDB tables", "Pair scanner", "Strategies and paper PnL").
 
 Record types are mapped by field name: column ``c`` is filled from the record's
 field (or property) ``c``, else from ``c_ms`` (epoch milliseconds; written as
@@ -146,7 +146,7 @@ _PAIR = _req("pair", "VARCHAR")
 _STRATEGY = _req("strategy", "VARCHAR", backfill="'default'")
 
 SIGNAL_KINDS: tuple[str, ...] = ("short_spread", "long_spread", "exit", "stop", "time")
-"""``signals.kind`` values (decision kinds; DESIGN "Strategies and paper PnL")."""
+"""``signals.kind`` values (decision kinds; docs/design.md "Strategies and paper PnL")."""
 
 EXIT_REASONS: tuple[str, ...] = ("exit", "stop", "time")
 """``strategy_trades.reason`` values."""

@@ -43,7 +43,7 @@ def _ms(ts: pd.Series) -> list[int]:
 
 
 def assert_signals_and_trades_follow_the_final_z(db: Path, strategy_text: str = "") -> int:
-    """The signals and trades tables equal the DESIGN rules run on the final z column."""
+    """The signals and trades tables equal the docs/design.md rules run on the final z column."""
     settings = load_settings({"PAIRFLOW_STRATEGIES": strategy_text, "PAIRFLOW_CONFIG": ""})
     analytics = read_table(db, "analytics", "pair, tf, ts")
     signals = read_table(db, "signals", "strategy, pair, tf, ts, kind")

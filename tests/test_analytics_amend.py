@@ -1,4 +1,4 @@
-"""Amendments propagate (issue 11, DESIGN "Amendments: outputs follow the final bars").
+"""Amendments propagate (issue 11, docs/design.md "Amendments: outputs follow the final bars").
 
 Late bars within the horizon, in any order, must leave the same final ``analytics``
 rows (upsert: last write per key wins) and ``signals`` (with the operator's

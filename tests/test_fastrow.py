@@ -82,7 +82,7 @@ def test_kernel_equals_numpy_path_and_statsmodels(
     assert (hl is None) == (lam_hl is None)
     if hl is not None:
         assert lam_hl == pytest.approx(hl, rel=1e-9)
-    # ... and statsmodels itself (p-values to 1e-6, as DESIGN asks).
+    # ... and statsmodels itself (p-values to 1e-6, as docs/design.md asks).
     wy, wx = roll.window()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

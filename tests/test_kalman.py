@@ -6,12 +6,12 @@ References, all independent of the module under test:
 * statsmodels' low-level ``tsa.statespace`` ``KalmanFilter`` (design ``[x_t - c, 1]``,
   identity transition, ``state_cov = Vw``, ``obs_cov = Ve``, known initialisation
   ``a1``, ``P1 = (1 + delta) C``; statsmodels' ``a1``/``P1`` are the *predicted*
-  state of the first observation, i.e. DESIGN's ``R = P + Vw`` at the first later
-  point). ``c = 0`` is DESIGN's literal ``theta = [beta, alpha]``; on real log prices
+  state of the first observation, i.e. docs/design.md's ``R = P + Vw`` at the first later
+  point). ``c = 0`` is docs/design.md's literal ``theta = [beta, alpha]``; on real log prices
   (x ~ 7.8 +- 0.001) those coordinates are so ill-conditioned that statsmodels itself
   is only ~1e-5 from the exact answer, so the 1e-8 comparison on the recording uses
   the exact reparametrisation ``c = mean x`` (what the module does internally);
-* the literal DESIGN recursion (OLS init included) in 60-digit ``decimal``.
+* the literal docs/design.md recursion (OLS init included) in 60-digit ``decimal``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def ours(y: np.ndarray, x: np.ndarray, window: int, delta: float) -> np.ndarray:
 
 
 def exact_decimal(y: np.ndarray, x: np.ndarray, window: int, delta: float) -> np.ndarray:
-    """The literal DESIGN recursion, OLS init included, in 60-digit decimal arithmetic."""
+    """The literal docs/design.md recursion, OLS init included, in 60-digit decimal arithmetic."""
     ctx = decimal.Context(prec=60)
     dec = decimal.Decimal
     ys = [dec(float(v)) for v in y[:window]]

@@ -18,7 +18,7 @@ SYMBOLS = "SYN00,SYN01,SYN02,SYN03,SYN04,SYN05"
 
 
 def expected_scan(analytics: pd.DataFrame, every: dict[str, int]) -> pd.DataFrame:
-    """The scan table DESIGN defines, recomputed from the analytics table with pandas."""
+    """The scan table docs/design.md defines, recomputed from the analytics table with pandas."""
     a = analytics.copy()
     a["ts_ms"] = (a["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
     a["k"] = a["tf"].map(every)

@@ -1,7 +1,7 @@
 """Strategies operator (operators/strategies.py): vs the pandas reference, amendments, the flow.
 
 The reference (pairflow.testing.strategy_reference) is an independent, column-wise
-implementation of DESIGN "Strategies and paper PnL". Here it is run on the *final*
+implementation of docs/design.md "Strategies and paper PnL". Here it is run on the *final*
 analytics rows, and the operator's outputs -- applied as the sink applies them
 (upserts by primary key, ``Retract``/``RetractFrom`` deletes, in order) -- must
 give the same trades (every column), equity (<= 1e-9), stats and signals.

@@ -19,7 +19,7 @@ EXAMPLE = (
 def test_parses_the_design_example_with_defaults_for_missing_keys() -> None:
     d, k = parse_strategies(EXAMPLE, entry_z=2.5, exit_z=0.25)
     assert d == StrategyParams("default", "ols", 2.0, 0.5, 4.0, 0, 10.0, 10_000.0)
-    # k: entry given; exit from the caller's PAIRFLOW_EXIT_Z; the rest DESIGN defaults.
+    # k: entry given; exit from the caller's PAIRFLOW_EXIT_Z; the rest docs/design.md defaults.
     assert k == StrategyParams("k", "kalman", 1.5, 0.25, 4.0, 0, 10.0, 10_000.0)
     assert (k.z_column, k.beta_column) == ("kalman_zscore", "kalman_beta")
     assert (d.z_column, d.beta_column) == ("zscore", "beta")

@@ -1,7 +1,7 @@
 """Strategy state machine (pairflow.strategies.rules) on hand-made paths and vs the reference.
 
 The reference (pairflow.testing.strategy_reference) is an independent, column-wise
-implementation of DESIGN "Strategies and paper PnL"; hand-made cases pin each rule
+implementation of docs/design.md "Strategies and paper PnL"; hand-made cases pin each rule
 with numbers worked out here.
 """
 

@@ -2,7 +2,7 @@
 
 :func:`row_kernel` is the computation of :func:`pairflow.stats.cointegration.
 _adf_pair_fast` (both unit-root tests of one window's spreads from one Gram matrix
-and Cholesky factors, DESIGN "Analytics definitions") plus the spreads and the
+and Cholesky factors, docs/design.md "Analytics definitions") plus the spreads and the
 half-life slope, written as loops for numba: the numpy version spends most of its
 ~30 array operations per row in call overhead, not arithmetic.
 

@@ -2,7 +2,7 @@
 
 A :class:`HedgeModel` is a picklable *description* (its parameters); the state it
 works on is a separate value it returns, so the pair operator can keep one state per
-grid point and restart the model from any of them after an amendment (DESIGN
+grid point and restart the model from any of them after an amendment (docs/design.md
 "Amendments"). Two calls:
 
 * ``init(y_window, x_window)`` at the first analytics row (grid index ``W - 1``),
@@ -16,7 +16,7 @@ grid point and restart the model from any of them after an amendment (DESIGN
 or ``None``. The analytics row writes a model's outputs as ``{name}_alpha`` ... columns.
 
 :class:`KalmanHedge` wraps :mod:`pairflow.stats.kalman`; :class:`OlsHedge` is the
-rolling-window OLS of DESIGN "Analytics definitions" behind the same interface (the
+rolling-window OLS of docs/design.md "Analytics definitions" behind the same interface (the
 analytics operator computes its own OLS columns together with the tests from one
 :class:`~pairflow.stats.rolling.RollingPair`; ``OlsHedge`` is for strategies, tools
 and tests that want "a hedge model").
@@ -71,7 +71,7 @@ def _finite(v: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class KalmanHedge:
-    """DESIGN "Hedge models: rolling OLS and Kalman" (random-walk ``[beta, alpha]``).
+    """docs/design.md "Hedge models: rolling OLS and Kalman" (random-walk ``[beta, alpha]``).
 
     Attributes:
         delta: ``PAIRFLOW_KALMAN_DELTA``: state noise ``Vw = delta * C``.
@@ -104,7 +104,7 @@ class OlsHedge:
     """Rolling OLS of ``y`` on ``[1, x]`` over the last ``window`` points.
 
     ``spread`` = the newest residual, ``zscore`` = it over the residuals' std (ddof=1),
-    as in DESIGN "Analytics definitions". The state is a
+    as in docs/design.md "Analytics definitions". The state is a
     :class:`~pairflow.stats.rolling.RollingPair`; ``update`` copies it (O(W) memory
     copy, a few µs) so that states stay values.
 

@@ -1,6 +1,6 @@
-"""Kalman-filter hedge ratio of one pair: a random-walk [beta, alpha] state (DESIGN.md).
+"""Kalman-filter hedge ratio of one pair: a random-walk [beta, alpha] state (docs/design.md).
 
-Pure functions on a small immutable state (no Bytewax, no I/O). DESIGN "Hedge models:
+Pure functions on a small immutable state (no Bytewax, no I/O). docs/design.md "Hedge models:
 rolling OLS and Kalman" is the contract:
 
 * :func:`kalman_init` starts the filter from the first analytics window (the ``W`` log
@@ -27,7 +27,7 @@ so three numbers each) and the state is a ``NamedTuple``: measured with ``timeit
 the development machine, one :func:`kalman_step` takes ~2.8 µs against ~20 µs for the
 same update on 2x2 numpy arrays (numpy's per-call overhead dominates at this size).
 O(1) per grid point. Internally the state is centred at the first window's mean
-``x`` for accuracy (see :class:`KalmanState`); outputs are DESIGN's ``theta`` values.
+``x`` for accuracy (see :class:`KalmanState`); outputs are docs/design.md's ``theta`` values.
 
 Restartability: a :class:`KalmanState` is an immutable value. Keep the state of grid
 point ``t - 1`` and re-running :func:`kalman_step` from it over amended points gives
@@ -66,7 +66,7 @@ class KalmanState(NamedTuple):
     ``level = alpha + beta * c`` and ``c`` the mean ``x`` of the first window, i.e. the
     same filter with design ``[x - c, 1]``. That is an exact linear change of state
     (``phi = A theta``, ``A = [[1, 0], [c, 1]]``), so in exact arithmetic every output
-    equals the ``theta = [beta, alpha]`` filter of DESIGN; but log prices sit far from
+    equals the ``theta = [beta, alpha]`` filter of docs/design.md; but log prices sit far from
     0 and move little (``x ~ 7.8 +- 0.001``), which makes ``P`` in ``theta``
     coordinates nearly singular (``beta`` and ``alpha`` almost perfectly
     correlated) and costs float64 ~6 digits per step there. Centred, ``C`` is
@@ -142,7 +142,7 @@ class KalmanOut(NamedTuple):
 
 
 def kalman_init(y_window: np.ndarray, x_window: np.ndarray, delta: float) -> KalmanState | None:
-    """State at the first analytics row from that window's OLS (DESIGN).
+    """State at the first analytics row from that window's OLS (docs/design.md).
 
     Args:
         y_window: The window's ``W`` log closes of leg Y, oldest first.

@@ -1,4 +1,4 @@
-"""Strategy parameters: parse ``PAIRFLOW_STRATEGIES`` (DESIGN "Strategies and paper PnL").
+"""Strategy parameters: parse ``PAIRFLOW_STRATEGIES`` (docs/design.md "Strategies and paper PnL").
 
 Text form: ``;``-separated ``name:key=value,...``, e.g.
 ``default:model=ols,entry=2,exit=0.5,stop=4,max_hold=0,fee_bps=10,notional=10000;k:model=kalman``.

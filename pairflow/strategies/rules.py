@@ -1,4 +1,4 @@
-"""Strategy rules and paper PnL as an incremental state machine (DESIGN "Strategies and paper PnL").
+"""Strategy rules and paper PnL, an incremental state machine (docs/design.md "Strategies").
 
 Pure logic (no Bytewax, no I/O). One :class:`StrategyState` per (strategy, pair, tf);
 feed it the analytics rows in grid order with :func:`step` (the model's z and beta

@@ -18,7 +18,7 @@ import pandas as pd
 from pairflow.timeutil import TF_MS
 
 TOLERANCE = 1e-6
-"""Relative for levels/ratios, absolute for p-values (DESIGN: match statsmodels to 1e-6)."""
+"""Relative for levels/ratios, absolute for p-values (docs/design.md: match statsmodels to 1e-6)."""
 
 SPREAD_TOLERANCE = 1e-9
 """Absolute, for the log-price residual (~1e-4 in size)."""

@@ -1,6 +1,6 @@
-"""Independent reference of DESIGN "Strategies and paper PnL", for tests (not used by the flow).
+"""Independent reference of docs/design.md "Strategies and paper PnL", for tests only.
 
-Written from the DESIGN text, not from :mod:`pairflow.strategies.rules`, and shaped
+Written from the docs/design.md text, not from :mod:`pairflow.strategies.rules`, and shaped
 differently on purpose: one plain loop produces only the *decided target position*
 after each row's decision (the rules are path dependent, so some loop is needed);
 everything else -- fills (target shifted by one row), trades (runs of the filled

@@ -1,6 +1,6 @@
 """Binance public-data dumps (data.binance.vision): detect a file's layout, parse its rows.
 
-Accepted files (DESIGN "Historical files"), ``.csv`` or ``.zip`` holding one ``.csv``,
+Accepted files (docs/design.md "Historical files"), ``.csv`` or ``.zip`` holding one ``.csv``,
 named as Binance names them (the symbol comes from the name):
 
 * ``SYMBOL-trades-DATE``: spot ``id,price,qty,quote_qty,time,is_buyer_maker,is_best_match``
