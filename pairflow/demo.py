@@ -185,22 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     dash = None
     if not args.no_dashboard:
-        try:
-            from dashboard.launch import start_dashboard
-        except ImportError:
-            print(f"{name}: dashboard not available in this build")
-        else:
-            port = args.port
-            while not port_free(port):
-                port += 1
-            dash = start_dashboard(
-                port,
-                db,
-                # the flow's own settings (windows, source, Redis prefix...), so the
-                # dashboard describes what this flow does
-                env={k: v for k, v in env.items() if k.startswith("PAIRFLOW_")},
-            )
-            print(f"{name}: open http://127.0.0.1:{port} in a browser")
+        from dashboard.launch import start_dashboard
+
+        port = args.port
+        while not port_free(port):
+            port += 1
+        dash = start_dashboard(
+            port,
+            db,
+            # the flow's own settings (windows, source, Redis prefix...), so the
+            # dashboard describes what this flow does
+            env={k: v for k, v in env.items() if k.startswith("PAIRFLOW_")},
+        )
+        print(f"{name}: open http://127.0.0.1:{port} in a browser")
 
     stop = {"now": False}
 
