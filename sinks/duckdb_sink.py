@@ -221,6 +221,10 @@ def _select(table: Table, names: tuple[str, ...], source: str) -> str:
     return ", ".join(parts)
 
 
+LOCK_WARN_S = 2.0
+"""A lock held longer than this (s) is logged as a WARNING; shorter waits at DEBUG."""
+
+
 def connect_rw(
     path: Path, *, timeout_s: float = 600.0, sleep: Callable[[float], None] = time.sleep
 ) -> duckdb.DuckDBPyConnection:
@@ -244,15 +248,25 @@ def connect_rw(
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or waited >= timeout_s:
                 raise
-            if not warned:
-                log.warning("DuckDB file %s is locked by another process; retrying", path)
+            if waited == 0.0:
+                log.debug("DuckDB file %s is locked by another process; retrying", path)
+            elif not warned and waited >= LOCK_WARN_S:
+                # a reader (the dashboard) holds the file for milliseconds: only a long
+                # wait is worth a warning
+                log.warning(
+                    "DuckDB file %s is locked by another process for %.1f s; retrying "
+                    "(is a program holding it open read-write, or a reader stuck?)",
+                    path,
+                    waited,
+                )
                 warned = True
             sleep(delay)
             waited += delay
             delay = min(delay * 2, 0.05)  # a refused open costs ~3.5 ms: retry often
         else:
-            if warned:
-                log.info("DuckDB file %s unlocked after %.2f s", path, waited)
+            if waited:
+                level = logging.INFO if warned else logging.DEBUG
+                log.log(level, "DuckDB file %s unlocked after %.2f s", path, waited)
             return con
 
 

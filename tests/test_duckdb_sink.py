@@ -323,3 +323,33 @@ def test_importing_and_flushing_the_sink_never_imports_pandas(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_connect_rw_warns_only_when_the_lock_is_held_long(tmp_path, monkeypatch, caplog):
+    """A reader's millisecond lock is not worth a WARNING (the demo printed many); a
+    lock held for seconds is, once."""
+    import duckdb
+
+    from sinks import duckdb_sink
+
+    real_connect = duckdb.connect
+    refusals = {"left": 0}
+
+    def flaky_connect(path: str, *args: object, **kwargs: object):
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise duckdb.IOException('Could not set lock on file "x": Conflicting lock')
+        return real_connect(path, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb_sink.duckdb, "connect", flaky_connect)
+    no_sleep = lambda _s: None  # noqa: E731 - the waited time is accounted, not slept
+    db = tmp_path / "lock.db"
+    with caplog.at_level("DEBUG", logger="sinks.duckdb_sink"):
+        refusals["left"] = 3  # 5 + 10 + 20 ms of retries
+        duckdb_sink.connect_rw(db, sleep=no_sleep).close()
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]
+        refusals["left"] = 60  # ~2.9 s of 50 ms retries
+        duckdb_sink.connect_rw(db, sleep=no_sleep).close()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "locked by another process" in warnings[0].getMessage()
+    assert any("unlocked after" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)

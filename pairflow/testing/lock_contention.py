@@ -160,7 +160,7 @@ class _LockLog(logging.Handler):
     """Collects the DuckDB sink's lock-wait log records."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.waits: list[float] = []
         self.warnings = 0
 
@@ -215,7 +215,7 @@ def run_writer(recording: Path, db: Path, prefix: str, windows: str) -> WriterRu
     handler = _LockLog()
     logger = logging.getLogger("sinks.duckdb_sink")
     old_level = logger.level
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)  # short lock waits are DEBUG records
     logger.addHandler(handler)
     timings = {"connect": [0, 0.0], "write": [0, 0.0]}
     originals: dict[str, Callable[..., Any]] = {
