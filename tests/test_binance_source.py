@@ -436,7 +436,9 @@ def test_stats_records_and_lag(capsys: pytest.CaptureFixture[str]) -> None:
     p50 = [s.value for s in run.stats if s.metric == "lag_p50_ms"]
     p99 = [s.value for s in run.stats if s.metric == "lag_p99_ms"]
     assert all(0 <= a <= b for a, b in zip(p50, p99, strict=True))
-    assert max(p99) < 500
+    # loopback lag is milliseconds (printed below); the bound only catches a unit or
+    # clock bug (seconds, or epoch offsets), not a slow machine
+    assert max(p99) < 5_000
     assert max(s.value for s in run.stats if s.metric == "ticks_per_s") > 100
     assert 1.0 in {s.value for s in run.stats if s.metric == "connected"}
     log.sort(key=lambda c: c["opened"])
@@ -445,7 +447,7 @@ def test_stats_records_and_lag(capsys: pytest.CaptureFixture[str]) -> None:
         for a, b in zip(log, log[1:], strict=False)
         if a["reason"] != "client closed"
     ]
-    assert latency and max(latency) < 1.0
+    assert latency and max(latency) < 5.0  # backoff starts at 0.05 s: not a 30 s cap
     with capsys.disabled():
         print(
             f"\n[lag at 20x] p50 median={sorted(p50)[len(p50) // 2]:.1f} ms max={max(p50):.1f} ms; "
