@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import cast
 
 import numpy as np
 
@@ -328,22 +330,18 @@ RollingScalars = tuple[int, int, float, float, float, float, float, float, float
 """``(head, n, anchor_a, anchor_b, s_a, s_b, s_aa, s_bb, s_ab, mass_a, mass_b, since)``."""
 
 
+_SCALAR_FIELDS = (
+    "head", "n", "anchor_a", "anchor_b", "s_a", "s_b", "s_aa", "s_bb", "s_ab",
+    "mass_a", "mass_b", "since",
+)  # fmt: skip
+"""The fields of a :data:`RollingScalars` tuple, in order."""
+
+_get_scalars = attrgetter(*_SCALAR_FIELDS)
+
+
 def scalars(roll: RollingPair) -> RollingScalars:
     """Everything of ``roll`` but its buffer (O(1)); see :func:`restore`."""
-    return (
-        roll.head,
-        roll.n,
-        roll.anchor_a,
-        roll.anchor_b,
-        roll.s_a,
-        roll.s_b,
-        roll.s_aa,
-        roll.s_bb,
-        roll.s_ab,
-        roll.mass_a,
-        roll.mass_b,
-        roll.since,
-    )
+    return cast("RollingScalars", _get_scalars(roll))
 
 
 def restore(
@@ -360,20 +358,8 @@ def restore(
     Later pushes then produce bit-identical sums to the original run (the sums, the
     anchor, the recompute counter and the ring layout are all restored).
     """
-    (
-        roll.head,
-        roll.n,
-        roll.anchor_a,
-        roll.anchor_b,
-        roll.s_a,
-        roll.s_b,
-        roll.s_aa,
-        roll.s_bb,
-        roll.s_ab,
-        roll.mass_a,
-        roll.mass_b,
-        roll.since,
-    ) = saved
+    for name, value in zip(_SCALAR_FIELDS, saved, strict=True):
+        setattr(roll, name, value)
     cap = roll.capacity
     n = roll.n
     if len(window_a) != n or len(window_b) != n:
