@@ -3,8 +3,10 @@
 All table writes of the flow go through this single partition (DuckDB allows one
 read-write process at a time). Rows are buffered and flushed when ``batch_rows`` are
 waiting or ``flush_ms`` have passed since the last flush, and on shutdown. Each flush
-opens the file, writes every table in one transaction, and closes it again, so the
-dashboard can open the file read-only in between. Keyed tables are deduplicated in
+writes every table in one transaction on a connection that is closed again once no
+flush has followed for :data:`HOLD_IDLE_MS` (and at the latest :data:`HOLD_MAX_MS`
+after it was opened), so the dashboard can open the file read-only in between while
+a fast replay does not pay an open and a checkpoint per batch. Keyed tables are deduplicated in
 the buffer (last write wins) and written with ``INSERT OR REPLACE``; replaying the
 same input therefore leaves the same rows. If the file is locked by another process
 the flush retries with capped exponential backoff and never drops a batch.
@@ -15,7 +17,8 @@ once in :mod:`sinks.schema`. :class:`~pairflow.records.Retract` and
 ordered with the upserts: whatever arrived last for a key wins.
 
 Rows reach DuckDB as NumPy columns cast to the schema's types in SQL (no pandas,
-no pyarrow), so importing the sink is cheap.
+no pyarrow). NumPy itself is imported on a background thread while the partition
+opens the file (DuckDB releases the GIL there), so importing the sink is cheap.
 
 Unflushed rows are part of the partition's recovery snapshot, so a crash between
 an epoch's end and the next flush loses nothing.
@@ -23,22 +26,27 @@ an epoch's end and the next flush loses nothing.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from pairflow.records import Retract, RetractFrom
 from pairflow.summary import COUNTS
 from pairflow.timeutil import now_ms
 from sinks.schema import TABLES, Table, create_all, record_map
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +192,18 @@ class Frames:
         return out
 
 
-_NUMPY_TYPES: dict[str, Any] = {
-    "DOUBLE": np.float64,  # None becomes NaN, which DuckDB reads as NULL
-    "BIGINT": np.int64,
-    "INTEGER": np.int64,
-    "TIMESTAMPTZ": np.int64,  # epoch ms; converted in SQL (make_timestamptz), exact
-    "BOOLEAN": np.bool_,
-}
+@functools.cache
+def _numpy_types() -> dict[str, Any]:
+    """Schema type -> NumPy dtype (NumPy imported on first use, see the module doc)."""
+    import numpy as np  # noqa: PLC0415 - off the import path of the sink
+
+    return {
+        "DOUBLE": np.float64,  # None becomes NaN, which DuckDB reads as NULL
+        "BIGINT": np.int64,
+        "INTEGER": np.int64,
+        "TIMESTAMPTZ": np.int64,  # epoch ms; converted in SQL (make_timestamptz), exact
+        "BOOLEAN": np.bool_,
+    }
 
 
 def _columns(table: Table, names: tuple[str, ...], rows: list[Row]) -> Columns:
@@ -199,9 +212,12 @@ def _columns(table: Table, names: tuple[str, ...], rows: list[Row]) -> Columns:
     (pyarrow would import pandas on its first conversion of Python lists: seconds of
     start-up. DuckDB scans a dict of NumPy arrays directly and casts in SQL.)
     """
+    import numpy as np  # noqa: PLC0415 - cached in sys.modules after the first batch
+
+    types = _numpy_types()
     out: Columns = {}
     for name, values in zip(names, zip(*rows, strict=True), strict=True):
-        dtype = _NUMPY_TYPES.get(table.column(name).type)
+        dtype = types.get(table.column(name).type)
         if dtype is not None and (dtype is np.float64 or None not in values):
             out[name] = np.array(values, dtype=dtype)
         else:
@@ -315,6 +331,84 @@ def write_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
         raise
 
 
+HOLD_IDLE_MS = 50
+"""The writer's connection is closed when no flush has followed for this long (ms)."""
+
+HOLD_MAX_MS = 500
+"""... and at the latest this long after it was opened, so readers get their turn (ms)."""
+
+
+class HeldConnection:
+    """The sink's read-write connection, kept open across flushes that follow closely.
+
+    Opening a DuckDB file costs ~30 ms and closing it a checkpoint; a replay flushes
+    many batches a second. The connection stays open while flushes follow within
+    ``idle_ms`` of each other, and is closed (on a timer thread, under a lock) once
+    they stop or ``max_ms`` after it was opened, whichever comes first. A reader
+    (the dashboard) therefore waits at most ``max_ms`` plus one flush.
+
+    Args:
+        path: Database file.
+        idle_ms: Close after this long without a flush.
+        max_ms: Close after a flush once the connection has been open this long.
+    """
+
+    def __init__(self, path: Path, idle_ms: int = HOLD_IDLE_MS, max_ms: int = HOLD_MAX_MS) -> None:
+        self.path = path
+        self.idle_s = idle_ms / 1000
+        self.max_s = max_ms / 1000
+        self.opens = 0
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened_at = 0.0
+        self._timer: threading.Timer | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the file is held right now (for tests)."""
+        return self._con is not None
+
+    def run(self, work: Callable[[duckdb.DuckDBPyConnection], None], timeout_s: float) -> None:
+        """Run ``work`` on the open connection (opening it, waiting out a lock, if needed)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._con is None:
+                self._con = connect_rw(self.path, timeout_s=timeout_s)
+                self._opened_at = time.monotonic()
+                self.opens += 1
+            try:
+                work(self._con)
+            except BaseException:
+                self._close_locked()
+                raise
+            if time.monotonic() - self._opened_at >= self.max_s:
+                self._close_locked()
+            else:
+                self._timer = threading.Timer(self.idle_s, self._close_if_idle)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _close_if_idle(self) -> None:
+        with self._lock:
+            if self._timer is threading.current_thread():
+                self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        self._timer = None
+        if self._con is not None:
+            con, self._con = self._con, None
+            con.close()
+
+    def close(self) -> None:
+        """Close now (shutdown)."""
+        with self._lock:
+            self._close_locked()
+
+
 class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
     """The single DuckDB writer partition."""
 
@@ -331,12 +425,23 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.pending = resume if resume is not None else PendingRows()
         self.last_flush_ms = now_ms()
         self.flushes = 0
-        con = connect_rw(path)
-        try:
-            for done in create_all(con):
-                log.warning("DuckDB file %s migrated: %s", path, done)
-        finally:
-            con.close()
+        # NumPy (for the first batch) loads while DuckDB opens the file without the GIL
+        # (joined before the first batch is converted, and at close)
+        self._numpy_loader: threading.Thread | None = threading.Thread(
+            target=importlib.import_module, args=("numpy",), name="import-numpy", daemon=True
+        )
+        self._numpy_loader.start()
+        self.held = HeldConnection(path)
+        self.held.run(self._create_tables, timeout_s=600.0)
+
+    def _numpy_loaded(self) -> None:
+        if self._numpy_loader is not None:
+            self._numpy_loader.join()
+            self._numpy_loader = None
+
+    def _create_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        for done in create_all(con):
+            log.warning("DuckDB file %s migrated: %s", self.path, done)
 
     def write_batch(self, items: list[object]) -> None:
         """Buffer the items; flush if enough rows or time have accumulated."""
@@ -350,12 +455,9 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.last_flush_ms = now_ms()
         if not len(self.pending):
             return
+        self._numpy_loaded()
         frames = self.pending.frames()
-        con = connect_rw(self.path, timeout_s=float("inf"))
-        try:
-            write_frames(con, frames)
-        finally:
-            con.close()
+        self.held.run(lambda con: write_frames(con, frames), timeout_s=float("inf"))
         for table, n in frames.rows().items():
             COUNTS[f"rows:{table}"] += n
         self.pending = PendingRows()
@@ -370,8 +472,12 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         )
 
     def close(self) -> None:
-        """Flush on shutdown."""
-        self.flush()
+        """Flush on shutdown and release the file."""
+        try:
+            self.flush()
+        finally:
+            self._numpy_loaded()
+            self.held.close()
 
 
 class DuckDBSink(FixedPartitionedSink[object, PendingRows]):

@@ -14,7 +14,7 @@ import pytest
 from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Retract, RetractFrom, Signal, Stat
 from pairflow.testing.ticks import BASE_MS
 from pairflow.timeutil import TIMEFRAMES
-from sinks.duckdb_sink import DuckDBPartition, PendingRows
+from sinks.duckdb_sink import DuckDBPartition, HeldConnection, PendingRows
 from sinks.schema import _RECORD_MAPS, TABLES, create_all, record_map
 
 RECORD_TYPES = tuple(_RECORD_MAPS)
@@ -27,7 +27,9 @@ def bar(open_ms: int = 0, close: float = 10.0, trades: int = 1) -> Bar:
 
 
 def rows(db, sql):
-    con = duckdb.connect(str(db), read_only=True)
+    # read-write, like the sink: in this process that shares the database the
+    # partition may still hold (HeldConnection), and sees what it committed
+    con = duckdb.connect(str(db))
     try:
         return con.execute(sql).fetchall()
     finally:
@@ -353,3 +355,47 @@ def test_connect_rw_warns_only_when_the_lock_is_held_long(tmp_path, monkeypatch,
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "locked by another process" in warnings[0].getMessage()
     assert any("unlocked after" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)
+
+
+def test_held_connection_reuses_the_open_file_for_flushes_that_follow_closely(tmp_path):
+    held = HeldConnection(tmp_path / "h.db", idle_ms=60_000, max_ms=60_000)
+    held.run(lambda con: con.execute("CREATE TABLE t (a INTEGER)"), timeout_s=5)
+    held.run(lambda con: con.execute("INSERT INTO t VALUES (1)"), timeout_s=5)
+    assert held.opens == 1 and held.is_open
+    held.close()
+    assert not held.is_open
+    assert rows(tmp_path / "h.db", "SELECT a FROM t") == [(1,)]
+
+
+def test_held_connection_reopens_after_max_hold_so_readers_get_a_turn(tmp_path):
+    held = HeldConnection(tmp_path / "m.db", idle_ms=60_000, max_ms=0)
+    held.run(lambda con: con.execute("CREATE TABLE t (a INTEGER)"), timeout_s=5)
+    assert not held.is_open  # held past max_ms: closed right after the flush
+    held.run(lambda con: con.execute("INSERT INTO t VALUES (1)"), timeout_s=5)
+    assert held.opens == 2
+    held.close()
+
+
+def test_held_connection_releases_the_file_when_flushes_stop(tmp_path):
+    db = tmp_path / "idle.db"
+    held = HeldConnection(db, idle_ms=20, max_ms=60_000)
+    held.run(lambda con: con.execute("CREATE TABLE t (a INTEGER)"), timeout_s=5)
+    deadline = time.monotonic() + 10
+    while held.is_open and time.monotonic() < deadline:  # the idle timer closes it
+        time.sleep(0.01)
+    assert not held.is_open
+    reader = subprocess.run(  # another process can open the file read-only now
+        [sys.executable, "-c",
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print(c.execute('SELECT count(*) FROM t').fetchone()[0])", str(db)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.strip() == "0"
+
+
+def test_held_connection_closes_the_file_when_a_flush_fails(tmp_path):
+    held = HeldConnection(tmp_path / "f.db", idle_ms=60_000, max_ms=60_000)
+    with pytest.raises(duckdb.Error):
+        held.run(lambda con: con.execute("SELECT * FROM missing_table"), timeout_s=5)
+    assert not held.is_open
