@@ -2,7 +2,7 @@
 
     uv run python benchmarks/scan.py                 # N=14 (91 pairs), 1s W=300, ~10 min
     uv run python benchmarks/scan.py --quick         # shorter flows, fewer repeats
-    uv run python benchmarks/scan.py --keep-up 20,24,28 [--workers 2]
+    uv run python benchmarks/scan.py --keep-up 40,60,80 [--workers 2 | --processes 2]
         # all-pairs 1s/1m/5m scans: which N keeps up with real time
 
 Measures, in the same run (the machine is shared: ratios, not absolute numbers):
@@ -17,10 +17,16 @@ Measures, in the same run (the machine is shared: ratios, not absolute numbers):
    analytics on vs off (alternating, ``--repeat`` times, median):
    ``(wall_on - wall_off - kernel load) / analytics rows``. The numba load (import +
    cached machine code, paid once per process) is reported and not counted per row.
-4. ``--keep-up``: for each N, all pairs at ``1s=300,1m=120,5m=60`` over
-   ``--keep-up-s`` simulated seconds; it keeps up if the flow's processing time
-   (wall minus start-up, i.e. minus the same flow's wall with a 1 s duration) is
-   below the simulated time. Also the DuckDB rows written per second of wall time.
+4. ``--keep-up``: for each N, all pairs at ``1s=300,1m=120,5m=60``, run twice: over
+   ``W + 30`` and ``W + 30 + --keep-up-s`` simulated seconds (W = 300 s: the first
+   1s rows come at 300 s). The difference is the steady-state cost of
+   ``--keep-up-s`` seconds of market time with every pair's 1s row (and the 1m/5m
+   rows and scans) computed: it keeps up if that costs less wall time than the
+   market time (speed > 1×). The table also extrapolates the largest N at that
+   per-row cost (pairs × rows/s ≤ 1 / cost) and the DuckDB rows written per second of
+   wall time in the longer run. ``--workers`` runs one process with that many workers;
+   ``--processes 2`` runs two processes of one worker each on loopback
+   (``cluster_main``), the DuckDB sink in process 0.
 
 Children write byte-code under a temporary ``PYTHONPYCACHEPREFIX`` (this environment
 sets ``PYTHONDONTWRITEBYTECODE``; a user's installation has byte-code), BLAS runs one
@@ -33,6 +39,7 @@ import argparse
 import importlib.util
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -58,11 +65,18 @@ if os.environ["BENCH_ANALYTICS"] == "1" and os.environ.get("PAIRFLOW_NUMBA") != 
     t = time.perf_counter(); fastrow.kernel(); warm = time.perf_counter() - t
 t_build = time.perf_counter()
 workers = int(os.environ.get("BENCH_WORKERS", "1"))
-if workers > 1:
+addresses = [a for a in os.environ.get("BENCH_ADDRESSES", "").split(",") if a]
+if addresses:
+    from bytewax.testing import cluster_main
+    cluster_main(f, addresses, int(os.environ["BENCH_PROC_ID"]), worker_count_per_proc=workers)
+elif workers > 1:
     from bytewax.testing import cluster_main
     cluster_main(f, [], 0, worker_count_per_proc=workers)
 else:
     run_main(f)
+if os.environ.get("BENCH_PROC_ID", "0") != "0":
+    print(json.dumps({"run_s": time.perf_counter() - t_build}))
+    sys.exit(0)
 t_run = time.perf_counter() - t_build
 import duckdb
 con = duckdb.connect(s.db_path, read_only=True)
@@ -88,11 +102,18 @@ def symbols(n: int) -> str:
     return ",".join(f"S{i:02d}USDT" for i in range(n))
 
 
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the cluster's addresses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_flow(
     n: int, duration_s: float, windows: str, analytics: bool, tmp: Path, workers: int = 1,
-    rate: float = 5.0,
+    rate: float = 5.0, processes: int = 1,
 ) -> dict:  # fmt: skip
-    """One child process of the whole flow; its timings and table counts."""
+    """One run of the whole flow (``processes`` child processes); timings and table counts."""
     db = tmp / f"f{time.monotonic_ns()}.db"
     env = {
         **os.environ,
@@ -110,13 +131,27 @@ def run_flow(
         "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
-        check=False,
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if processes > 1:
+        env["BENCH_ADDRESSES"] = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    procs = []
+    for proc_id in range(processes):
+        penv = {**env, "BENCH_PROC_ID": str(proc_id)} if processes > 1 else env
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD],
+                cwd=ROOT,
+                env=penv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+        )
+    outs = [p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        if p.returncode != 0:
+            raise RuntimeError(err[-3000:])
+    res = json.loads(outs[0][0].strip().splitlines()[-1])
+    res["run_s"] = max(json.loads(o.strip().splitlines()[-1])["run_s"] for o, _ in outs)
     db.unlink(missing_ok=True)
     return res
 
@@ -131,8 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration-s", type=float, default=1800.0, help="simulated seconds")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep-up", default="", help="comma-separated N to test for real time")
-    parser.add_argument("--keep-up-s", type=float, default=1800.0)
-    parser.add_argument("--workers", type=int, default=1, help="with --keep-up")
+    parser.add_argument(
+        "--keep-up-s", type=float, default=150.0, help="market seconds with every row"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="with --keep-up: per process")
+    parser.add_argument("--processes", type=int, default=1, help="with --keep-up")
     parser.add_argument("--skip-flow", action="store_true", help="kernel and statsmodels only")
     args = parser.parse_args(argv)
     if args.quick:
@@ -245,30 +283,44 @@ def keep_up(args: argparse.Namespace, tmp: Path) -> None:
     from pairflow.testing.bench import md_table
 
     windows = "1s=300,1m=120,5m=60"
+    warm_s = 300.0 + 30.0  # W of 1s bars, then rows from every pair
     rows = []
     for n in (int(v) for v in args.keep_up.split(",")):
-        res = run_flow(n, args.keep_up_s, windows, True, tmp, workers=args.workers)
-        run_s = res["run_s"]
-        c = res["counts"]
+        runs = [
+            run_flow(n, d, windows, True, tmp, workers=args.workers, processes=args.processes)
+            for d in (warm_s, warm_s + args.keep_up_s)
+        ]
+        extra_s = runs[1]["run_s"] - runs[0]["run_s"]
+        extra_rows = runs[1]["counts"]["analytics"] - runs[0]["counts"]["analytics"]
+        speed = args.keep_up_s / extra_s
         pairs = n * (n - 1) // 2
+        per_row_us = extra_s / extra_rows * 1e6
+        rows_per_market_s = extra_rows / args.keep_up_s
+        max_pairs = 1e6 / per_row_us / (rows_per_market_s / pairs)
+        max_n = int((1 + (1 + 8 * max_pairs) ** 0.5) / 2)
+        c = runs[1]["counts"]
         db_rows = c["analytics"] + c["scan"] + c["bars"]
         rows.append(
-            [n, pairs, args.workers, f"{args.keep_up_s:.0f}", f"{run_s:.1f}",
-             f"{args.keep_up_s / run_s:.2f}x", "yes" if run_s < args.keep_up_s else "no",
-             f"{c['analytics']:,}", f"{db_rows / run_s:,.0f}"]
+            [n, pairs, f"{args.processes}x{args.workers}", f"{extra_s:.1f}",
+             f"{speed:.2f}x", "yes" if speed > 1 else "no", f"{per_row_us:,.0f}",
+             f"~{max_n}", f"{db_rows / runs[1]['run_s']:,.0f}"]
         )  # fmt: skip
         print(rows[-1], flush=True)
+    print(
+        f"\nsteady state: {args.keep_up_s:.0f} s of market time with every pair's 1s row "
+        "(+ 1m/5m rows, scans at the default PAIRFLOW_SCAN_EVERY), the difference of two runs\n"
+    )
     print(
         md_table(
             [
                 "N",
                 "pairs",
-                "workers",
-                "simulated s",
-                "run s",
+                "processes x workers",
+                "wall s",
                 "speed vs real time",
                 "keeps up",
-                "analytics rows",
+                "µs per row",
+                "largest N at that cost",
                 "DuckDB rows/s",
             ],
             rows,
