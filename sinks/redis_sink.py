@@ -6,13 +6,20 @@ Fields ``p`` and ``q`` are Binance's strings unchanged, ``m`` is ``true``/``fals
 Streams are capped with ``MAXLEN ~ maxlen``.
 
 Speed: one ``EVALSHA`` of a small Lua script per symbol and batch appends up to
-:data:`CHUNK` entries server-side, instead of one redis-py command per tick (which
-costs more than the rest of the flow per tick; see ``benchmarks/``).
+:data:`CHUNK` entries server-side (and adds its counts to the stats hash), instead
+of one redis-py command per tick (which costs more than the rest of the flow per
+tick; see ``benchmarks/``). The tee keeps one batch in flight: a batch's commands
+are sent and its replies are read when the next batch is written (or at close,
+:meth:`RedisTeePartition.settle`), so the server appends them on the other core
+while the flow goes on instead of the flow waiting a round trip per batch.
 
 Redis down (at start or mid-run): the tee never blocks the flow for long and never
 raises. Ticks wait in a bounded in-memory backlog (oldest dropped and counted past
 ``backlog_max``), reconnects back off exponentially (capped), and one log line is
-written per state change. Counters go to the Redis hash ``pairflow:stats:tee``.
+written per state change. A batch whose replies are lost with the connection goes
+back to the front of the backlog and is sent again (entries Redis already has are
+then refused and counted as duplicates: nothing is lost or doubled). Counters go to
+the Redis hash ``pairflow:stats:tee``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -47,11 +56,22 @@ for id, p, q, m in string.gmatch(ARGV[2], '(%S+) (%S+) (%S+) (%S+)\\n') do
     else other = other + 1; err = r.err end
   else added = added + 1 end
 end
+redis.call('HINCRBY', KEYS[2], 'written_total', added)
+redis.call('HINCRBY', KEYS[2], 'duplicates_total', dup)
+redis.call('HSET', KEYS[2], 'updated_ms', ARGV[3])
 return {added, dup, other, err}
 """
 """Appends entries given as one ``"ID p q m\\n"``-per-entry string (one argument per
 call keeps client-side packing cost flat; ``p``/``q`` are plain decimals, checked by
-the parser, so they contain no spaces)."""
+the parser, so they contain no spaces). ``KEYS[2]`` is the stats hash, ``ARGV[3]``
+the time (ms)."""
+
+
+@dataclass
+class _Sent:
+    """One command sent whose reply is not read yet: the ticks it carries (none: stats)."""
+
+    ticks: list[Tick]
 
 
 class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
@@ -79,8 +99,11 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=0.5, socket_timeout=5.0, health_check_interval=0
         )
-        self.script = self.client.register_script(_XADD_MANY)
-        self.up: bool | None = None  # unknown until the first write
+        self.conn: Any = None  # the tee's own connection (redis.Connection), opened on use
+        self.sha = ""
+        self.sent: list[_Sent] = []  # in flight: sent, replies not read yet
+        self.stats_key = f"{key_prefix}{STATS_KEY}"
+        self.up: bool | None = None  # unknown until the first replies
         self.retry_at_ms = 0
         self.backoff_ms = 0
         self.written_total = 0
@@ -88,69 +111,159 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
         self.dropped_total = 0
         self.errors_total = 0
         self.warned_duplicates = False
+        self._stats_reported = (0, 0)  # (dropped, errors) last written to the hash
 
     def write_batch(self, items: list[list[Tick]]) -> None:
-        """Queue the ticks and try to write the backlog (never raises, never blocks long)."""
+        """Queue the ticks, read the previous batch's replies, send (never raises)."""
         for chunk in items:
             self.backlog.extend(chunk)
+        self._bound_backlog()
+        if self.clock_ms() < self.retry_at_ms:
+            return
+        self._exchange()
+
+    def settle(self) -> None:
+        """Read the replies of everything sent (close, tests); never raises."""
+        if self.sent:
+            self._collect()
+
+    def _bound_backlog(self) -> None:
         overflow = len(self.backlog) - self.backlog_max
         if overflow > 0:
             for _ in range(overflow):
                 self.backlog.popleft()
             self.dropped_total += overflow
             log.warning("Redis tee backlog full: dropped %d oldest ticks", overflow)
-        if self.clock_ms() < self.retry_at_ms:
-            return
-        self._drain()
 
-    def _drain(self) -> None:
+    def _exchange(self) -> None:
+        """Replies of the batch in flight, then send the backlog (one batch in flight)."""
         import redis
 
+        if self.sent and not self._collect():
+            return
+        if not self.backlog:
+            return
+        try:
+            self._send()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._down(exc)
+
+    def _connection(self) -> Any:
+        """The tee's connection, opened (and the script loaded on it) if needed."""
+        if self.conn is None:
+            conn = self.client.connection_pool.make_connection()
+            try:
+                conn.send_command("SCRIPT", "LOAD", _XADD_MANY)
+                self.sha = conn.read_response().decode()
+            except BaseException:
+                conn.disconnect()
+                raise
+            self.conn = conn
+        return self.conn
+
+    def _send(self) -> None:
+        """Send the backlog as script calls (per symbol, :data:`CHUNK` ticks a call)."""
+        conn = self._connection()
         by_symbol: dict[str, list[Tick]] = {}
         for tick in self.backlog:
             by_symbol.setdefault(tick.symbol, []).append(tick)
+        commands: list[tuple[Any, ...]] = []
+        sent: list[_Sent] = []
+        now = str(self.clock_ms())
+        for symbol, ticks in by_symbol.items():
+            key = stream_key(symbol, self.key_prefix)
+            for i in range(0, len(ticks), CHUNK):
+                part = ticks[i : i + CHUNK]
+                entries = "".join(
+                    [
+                        f"{t.trade_time_ms}-{t.trade_id} {t.p} {t.q} "
+                        f"{'true' if t.buyer_is_maker else 'false'}\n"
+                        for t in part
+                    ]
+                )
+                commands.append(
+                    ("EVALSHA", self.sha, 2, key, self.stats_key, self.maxlen, entries, now)
+                )
+                sent.append(_Sent(part))
+        if (self.dropped_total, self.errors_total) != self._stats_reported:
+            self._stats_reported = (self.dropped_total, self.errors_total)
+            commands.append(
+                ("HSET", self.stats_key, "dropped_total", self.dropped_total,
+                 "errors_total", self.errors_total)
+            )  # fmt: skip
+            sent.append(_Sent([]))
+        self.sent = sent
+        self.backlog.clear()
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for symbol, ticks in by_symbol.items():
-                key = stream_key(symbol, self.key_prefix)
-                for i in range(0, len(ticks), CHUNK):
-                    entries = "".join(
-                        [
-                            f"{t.trade_time_ms}-{t.trade_id} {t.p} {t.q} "
-                            f"{'true' if t.buyer_is_maker else 'false'}\n"
-                            for t in ticks[i : i + CHUNK]
-                        ]
-                    )
-                    self.script(keys=[key], args=[self.maxlen, entries], client=pipe)
-            results = pipe.execute(raise_on_error=False) if by_symbol else []
-            added_n = dup_n = 0
-            for res in results:
-                if isinstance(res, Exception):
-                    raise res
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        except BaseException:
+            self._drop_connection()
+            self._requeue()
+            raise
+
+    def _requeue(self) -> None:
+        """Put the ticks in flight back in front of the backlog (their fate is unknown)."""
+        for item in reversed(self.sent):
+            self.backlog.extendleft(reversed(item.ticks))
+        self.sent = []
+        self._bound_backlog()
+
+    def _collect(self) -> bool:
+        """Read the replies in flight; False if the connection failed (backlog requeued)."""
+        import redis
+
+        conn = self.conn
+        added_n = dup_n = 0
+        lost: list[_Sent] = []
+        try:
+            for i, item in enumerate(self.sent):
+                try:
+                    res = conn.read_response(disconnect_on_error=True)
+                except redis.exceptions.NoScriptError:  # SCRIPT FLUSH while connected
+                    lost.append(item)  # sent again with the reloaded script
+                    self.sent[i] = _Sent([])
+                    continue
+                except redis.ResponseError as exc:  # e.g. a user's key is in the way
+                    self.errors_total += len(item.ticks)
+                    log.error("Redis tee: %s; %d ticks not teed", exc, len(item.ticks))
+                    continue
+                if not item.ticks:  # the stats HSET
+                    continue
                 added, dup, other, err = res
                 added_n += int(added)
                 dup_n += int(dup)
                 if int(other):
                     self.errors_total += int(other)
                     log.error("Redis tee: %d entries refused: %s", int(other), err)
-            self.written_total += added_n
-            self.duplicates_total += dup_n
-            self._stats(added_n, dup_n)
-            self._warn_if_mostly_duplicates()
+                self.sent[i] = _Sent([])  # answered: not requeued if a later reply is lost
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._drop_connection()
+            self.sent = [s for s in self.sent if s.ticks] + lost
+            self._requeue()
+            self._count(added_n, dup_n)
             self._down(exc)
-            return
-        except redis.RedisError as exc:  # e.g. WRONGTYPE: a user's key is in the way
-            self.errors_total += len(self.backlog)
-            log.error("Redis tee: %s; %d ticks not teed", exc, len(self.backlog))
-            self.backlog.clear()
-            return
-        self.backlog.clear()
+            return False
+        self.sent = lost
+        if lost:
+            self._drop_connection()  # reconnecting reloads the script
+            self._requeue()
+        self._count(added_n, dup_n)
         if self.up is not True:
             if self.up is False:
                 log.warning("Redis tee: %s reachable again, backlog written", redact_url(self.url))
             self.up = True
         self.backoff_ms = 0
+        return True
+
+    def _count(self, added: int, dup: int) -> None:
+        self.written_total += added
+        self.duplicates_total += dup
+        self._warn_if_mostly_duplicates()
+
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.conn = None
 
     def _warn_if_mostly_duplicates(self) -> None:
         """Say so once, loudly, when Redis refuses most of this run's ticks.
@@ -190,30 +303,16 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
             )
             self.up = False
 
-    def _stats(self, added: int, dup: int) -> None:
-        """Add this drain's counts to the shared stats hash (all workers, all runs)."""
-        key = f"{self.key_prefix}{STATS_KEY}"
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hincrby(key, "written_total", added)
-        pipe.hincrby(key, "duplicates_total", dup)
-        pipe.hset(key, mapping={"updated_ms": self.clock_ms()})
-        if self.dropped_total or self.errors_total:
-            pipe.hset(
-                key,
-                mapping={
-                    "dropped_total": self.dropped_total,
-                    "errors_total": self.errors_total,
-                },
-            )
-        pipe.execute()
-
     def close(self) -> None:
         """Last attempt to write the backlog; says how much could not be teed."""
+        self.settle()
         if self.backlog:
             self.retry_at_ms = 0
-            self._drain()
+            self._exchange()
+            self.settle()
         if self.backlog:
             log.error("Redis tee: stopping with %d ticks not teed (Redis down)", len(self.backlog))
+        self._drop_connection()
         self.client.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -86,6 +87,7 @@ def test_tee_counts_refused_duplicates_instead_of_failing(redis_prefix, redis_cl
     part.write_batch(batch)
     part.write_batch(batch)
     part.write_batch([[tick(6, 6)]])
+    part.settle()  # replies of the batch in flight
     assert (part.written_total, part.duplicates_total) == (6, 5)
     assert redis_client.xlen(f"{redis_prefix}ticks:BTCUSDT") == 6
     part.close()
@@ -121,9 +123,11 @@ def test_tee_when_redis_down_mid_run_keeps_backlog_and_writes_it_when_back(own_r
     clock = {"now": 0}
     part = RedisTeePartition(own_redis.url, 10_000, clock_ms=lambda: clock["now"])
     part.write_batch([[tick(1, 1), tick(2, 2)]])
+    part.settle()
     assert part.up is True
     own_redis.stop()
     part.write_batch([[tick(3, 3)]])
+    part.settle()  # the send may reach the socket; its reply cannot come
     assert part.up is False and len(part.backlog) == 1
     retry_at = part.retry_at_ms
     part.write_batch([[tick(4, 4)]])  # before retry time: no attempt, just queued
@@ -131,10 +135,57 @@ def test_tee_when_redis_down_mid_run_keeps_backlog_and_writes_it_when_back(own_r
     own_redis.start()  # fresh, empty server on the same port
     clock["now"] = retry_at
     part.write_batch([[tick(5, 5)]])
+    part.settle()
     assert part.up is True and not part.backlog
     ids = [e[0].decode() for e in redis.Redis(port=own_redis.port).xrange("ticks:BTCUSDT")]
     assert ids == [f"{BASE_MS + i}-{i}" for i in (3, 4, 5)]
     part.close()
+
+
+def test_tee_resends_a_batch_whose_replies_were_lost_with_the_connection(own_redis):
+    own_redis.start()
+    clock = {"now": 0}
+    part = RedisTeePartition(own_redis.url, 10_000, clock_ms=lambda: clock["now"])
+    part.write_batch([[tick(0, 0)]])
+    part.settle()  # connected, script loaded
+    assert own_redis.proc is not None
+    own_redis.proc.send_signal(signal.SIGSTOP)  # the server takes the bytes, never answers
+    part.write_batch([[tick(1, 1), tick(2, 2)]])  # in flight
+    own_redis.proc.kill()  # dies without answering
+    own_redis.proc.wait(10)
+    own_redis.proc = None
+    own_redis.start()  # a fresh, empty server on the same port
+    part.write_batch([[tick(3, 3)]])  # reading the old replies fails: requeued, backoff
+    assert part.up is False and [t.trade_id for t in part.backlog] == [1, 2, 3]
+    clock["now"] = part.retry_at_ms
+    part.write_batch([[tick(4, 4)]])
+    part.close()
+    ids = [e[0].decode() for e in redis.Redis(port=own_redis.port).xrange("ticks:BTCUSDT")]
+    assert ids == [f"{BASE_MS + i}-{i}" for i in (1, 2, 3, 4)]
+    assert part.written_total == 5  # tick 0 went to the server that died
+
+
+def test_tee_reloads_its_script_after_a_script_flush_and_loses_nothing(own_redis):
+    own_redis.start()  # a private server: SCRIPT FLUSH touches no other test
+    client = redis.Redis(port=own_redis.port, decode_responses=True)
+    part = RedisTeePartition(own_redis.url, 1000)
+    part.write_batch([[tick(1, 1)]])
+    part.settle()
+    client.script_flush()
+    part.write_batch([[tick(2, 2)]])  # sent with the flushed script's SHA: NOSCRIPT
+    part.close()
+    ids = [e[0] for e in client.xrange("ticks:BTCUSDT")]
+    assert ids == [f"{BASE_MS + i}-{i}" for i in (1, 2)]
+    assert (part.written_total, part.errors_total) == (2, 0)
+
+
+def test_tee_counts_go_to_the_stats_hash(redis_prefix, redis_client):
+    part = RedisTeePartition(REDIS_URL, 1000, key_prefix=redis_prefix, clock_ms=lambda: 1234)
+    part.write_batch([[tick(1, 1), tick(2, 2)]])
+    part.write_batch([[tick(2, 2)]])
+    part.close()
+    stats = redis_client.hgetall(f"{redis_prefix}pairflow:stats:tee")
+    assert stats == {"written_total": "2", "duplicates_total": "1", "updated_ms": "1234"}
 
 
 def test_tee_backoff_grows_and_is_capped(own_redis):
