@@ -128,14 +128,11 @@ def build(
             bars_and_marks,
             settings.pairs,
             settings.windows,
-            entry_z=settings.entry_z,
-            exit_z=settings.exit_z,
             pvalue_every=settings.pvalue_every,
             kalman_delta=settings.kalman_delta,
             numba=settings.numba,
         )
-        # analytics.signals (the old entry/exit machine) are no longer written: the
-        # signals table is the strategies' (keyed by strategy, docs/design.md "Strategies")
+        # the signals table is the strategies' (keyed by strategy, docs/design.md "Strategies")
         to_db += [analytics.rows, analytics.stats]
         if settings.strategies:  # paper strategies (operators/strategies.py)
             from operators.strategies import reset_changed_strategies, strategies_op

@@ -1,10 +1,10 @@
-"""Rolling pair analytics: closed bars of two legs in, ``analytics`` rows and signals out.
+"""Rolling pair analytics: closed bars of two legs in, ``analytics`` rows out.
 
-Pure stream logic (no I/O). :func:`pair_analytics` wires it into a dataflow:
+Pure stream logic (no I/O). :func:`pair_analytics_op` wires it into a dataflow:
 
 ```
 Bar | Watermark ──flat_map: re-key to every (pair, tf) holding the symbol──►
-    stateful_batch(PairAnalyticsLogic) ──► AnalyticsRow | Signal | RetractFrom | Stat ──► split
+    stateful_batch(PairAnalyticsLogic) ──► AnalyticsRow | Stat ──► split
 ```
 
 Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
@@ -47,26 +47,23 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
   row (grid index ``W - 1``) from that window and steps once per later grid point;
   its outputs fill ``{name}_alpha, _beta, _spread, _zscore``. If the first window
   cannot start it (a constant leg), it tries again at the next row.
-* **Signals.** :mod:`operators.signals` (pure), one position per key, on ``zscore``.
+* **Signals** are not made here: the strategies (:mod:`operators.strategies`) run on
+  the ``analytics`` rows.
 * **Amendments** (docs/design.md "Amendments: outputs follow the final bars"). The key keeps
   its last ``W + horizon + 1`` grid points (horizon = the bar amendment limit, 5 min,
   in grid points of the tf, at least 1) with what a restart needs: each leg's own bar
   close (``None`` = forward-filled), the rolling sums after the point
-  (:func:`pairflow.stats.rolling.scalars`), the hedge-model states and the signal
-  position. A bar for an interval already on the grid whose close differs from the
-  kept one restarts the key at that point: the rolling state is restored exactly
-  from the kept window, and the forward fill, every row from there on (every row
-  whose window holds it, and the Kalman filter) are recomputed and re-emitted
-  (upserts); the signals are re-run and re-emitted (upserts: their z-scores may
-  change), and if their kinds differ from what was emitted, a
-  :class:`~pairflow.records.RetractFrom` for the key's signals from the first
-  differing point precedes them (same stream, in order). The result
-  is bit-identical to an in-order run over the final bars. Bars older than the kept
-  history are ignored and counted (``late_bars``; Stat ``late_bars_total``), as are
-  bars with a non-positive or non-finite close or a misaligned open time
-  (``bad_bars``). Stats ``amended_points_total`` and ``recomputed_rows_total``
-  report the amendments. A late bar before the grid start that moves ``t0`` earlier
-  rebuilds the whole grid if every point is still kept (else it is counted late).
+  (:func:`pairflow.stats.rolling.scalars`) and the hedge-model states. A bar for an
+  interval already on the grid whose close differs from the kept one restarts the key
+  at that point: the rolling state is restored exactly from the kept window, and the
+  forward fill, every row from there on (every row whose window holds it, and the
+  Kalman filter) are recomputed and re-emitted (upserts). The result is bit-identical
+  to an in-order run over the final bars. Bars older than the kept history are
+  ignored and counted (``late_bars``; Stat ``late_bars_total``), as are bars with a
+  non-positive or non-finite close or a misaligned open time (``bad_bars``). Stats
+  ``amended_points_total`` and ``recomputed_rows_total`` report the amendments. A
+  late bar before the grid start that moves ``t0`` earlier rebuilds the whole grid if
+  every point is still kept (else it is counted late).
 * **EOF.** ``on_eof`` flushes every interval up to the last one in which either
   leg traded (forward-filling the other leg).
 """
@@ -85,8 +82,7 @@ import numpy as np
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.signals import EXIT, LONG_SPREAD, SHORT_SPREAD, SignalRule, retract_from
-from pairflow.records import AnalyticsRow, Bar, RetractFrom, Signal, Stat, Watermark
+from pairflow.records import AnalyticsRow, Bar, Stat, Watermark
 from pairflow.stats.cointegration import SQRTEPS, adf_maxlag, spread_tests
 from pairflow.stats.cointegration import _pvalue as pvalue
 from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, kernel, use_compiled
@@ -95,9 +91,6 @@ from pairflow.stats.rolling import OlsFit, RollingPair, RollingScalars, restore,
 from pairflow.timeutil import TF_MS, now_ms
 
 __all__ = [
-    "EXIT",
-    "LONG_SPREAD",
-    "SHORT_SPREAD",
     "AMEND_HORIZON_MS",
     "GridPoint",
     "PairAnalyticsLogic",
@@ -105,7 +98,6 @@ __all__ = [
     "advance",
     "ingest",
     "new_state",
-    "pair_analytics",
     "pair_analytics_op",
     "pair_key",
     "route",
@@ -191,8 +183,6 @@ class GridPoint:
         levels: Rolling level sums after this point.
         rets: Rolling return sums after this point.
         hedge: Hedge-model states after this point.
-        position: Signal position after this point.
-        signal: Signal kind fired at this point, if any.
     """
 
     t: int
@@ -205,8 +195,6 @@ class GridPoint:
     levels: RollingScalars | None = None
     rets: RollingScalars | None = None
     hedge: tuple[Any, ...] = ()
-    position: int = 0
-    signal: str | None = None
 
 
 @dataclass
@@ -219,7 +207,6 @@ class PairState:
         tf_ms: Timeframe length (ms).
         window: Window length ``W`` in grid points.
         pvalue_every: p-values every this many grid points.
-        rule: The signal state machine's thresholds.
         models: Extra hedge models (their columns in the row).
         horizon: Amendment horizon in grid points.
         y: Leg Y.
@@ -231,7 +218,6 @@ class PairState:
         t0_ms: First grid interval.
         grid_points: Grid points placed so far.
         prev_log: Last (y, x) log prices placed.
-        position: +1 long spread, -1 short spread, 0 flat.
         hedge_states: Current state per model (``None``: not started).
         amend: Amended bars waiting for :func:`advance`, by ``(leg 0|1, open ms)``.
         late_bars: Bars ignored because their interval is older than the history.
@@ -247,7 +233,6 @@ class PairState:
     tf_ms: int
     window: int
     pvalue_every: int
-    rule: SignalRule
     models: tuple[HedgeModel, ...]
     horizon: int
     y: LegState
@@ -259,7 +244,6 @@ class PairState:
     t0_ms: int | None = None
     grid_points: int = 0
     prev_log: tuple[float, float] | None = None
-    position: int = 0
     hedge_states: tuple[Any, ...] = ()
     amend: dict[tuple[int, int], float] = field(default_factory=dict)
     late_bars: int = 0
@@ -274,16 +258,6 @@ class PairState:
         """``"Y/X"``."""
         return f"{self.y.symbol}/{self.x.symbol}"
 
-    @property
-    def entry_z(self) -> float:
-        """Entry threshold of the signals."""
-        return self.rule.entry_z
-
-    @property
-    def exit_z(self) -> float:
-        """Exit threshold of the signals."""
-        return self.rule.exit_z
-
 
 _ROW_FIELDS = frozenset(AnalyticsRow.__dataclass_fields__)
 
@@ -291,8 +265,6 @@ _ROW_FIELDS = frozenset(AnalyticsRow.__dataclass_fields__)
 def new_state(
     key: str,
     window: int,
-    entry_z: float = 2.0,
-    exit_z: float = 0.5,
     pvalue_every: int = 1,
     kalman_delta: float | None = 0.01,
     horizon_ms: int = AMEND_HORIZON_MS,
@@ -303,8 +275,6 @@ def new_state(
     Args:
         key: ``"Y/X|tf"``.
         window: ``W``.
-        entry_z: Signal entry threshold.
-        exit_z: Signal exit threshold.
         pvalue_every: p-values every this many grid points.
         kalman_delta: The Kalman model's ``delta``; ``None`` = no Kalman columns.
         horizon_ms: How far back amendments are followed (``horizon_ms // tf_ms``
@@ -314,8 +284,8 @@ def new_state(
             (:func:`pairflow.stats.fastrow.use_compiled`).
 
     Raises:
-        ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1``,
-            ``exit_z > entry_z`` or a negative ``kalman_delta``.
+        ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1``
+            or a negative ``kalman_delta``.
     """
     y, x, tf = parse_pair_key(key)
     if tf not in TF_MS:
@@ -327,7 +297,6 @@ def new_state(
     if pvalue_every < 1:
         msg = f"pvalue_every must be >= 1, got {pvalue_every}"
         raise ValueError(msg)
-    rule = SignalRule(float(entry_z), float(exit_z))
     models: tuple[HedgeModel, ...] = ()
     if kalman_delta is not None:
         if not (math.isfinite(kalman_delta) and kalman_delta >= 0.0):
@@ -347,7 +316,6 @@ def new_state(
         tf_ms=tf_ms,
         window=window,
         pvalue_every=pvalue_every,
-        rule=rule,
         models=models,
         horizon=horizon,
         y=LegState(y),
@@ -360,7 +328,7 @@ def new_state(
     )
 
 
-Output = AnalyticsRow | Signal | RetractFrom | Stat
+Output = AnalyticsRow | Stat
 
 
 def ingest(state: PairState, item: Bar | Watermark) -> None:
@@ -479,8 +447,6 @@ def advance(state: PairState, *, eof: bool = False) -> list[Output]:
             row = _compute(state, p)
             if row is not None:
                 out.append(row)
-                if p.signal is not None:
-                    out.append(state.rule.signal(row, p.signal))
     _report(state, out)
     return out
 
@@ -501,7 +467,7 @@ def _fill(state: PairState, p: GridPoint) -> None:
 def _compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
     """Add grid point ``p`` to the rolling windows and models; the row once ``W`` points exist.
 
-    Also runs the signal machine and saves in ``p`` what a restart after it needs.
+    Also saves in ``p`` what a restart after it needs.
     """
     ly, lx = p.ly, p.lx
     state.levels.push(ly, lx)
@@ -510,7 +476,6 @@ def _compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
     state.prev_log = (ly, lx)
     state.grid_points += 1
     row = None
-    kind = None
     if state.grid_points >= state.window:
         with_p = (state.grid_points - state.window) % state.pvalue_every == 0
         stats = window_stats(state.levels, state.rets, with_pvalues=with_p, compiled=state.compiled)
@@ -540,12 +505,9 @@ def _compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
             x_filled=p.x_bar is None,
             **stats,
         )
-        state.position, kind = state.rule.step(state.position, row.zscore)
     p.levels = scalars(state.levels)
     p.rets = scalars(state.rets)
     p.hedge = state.hedge_states
-    p.position = state.position
-    p.signal = kind
     return row
 
 
@@ -576,7 +538,8 @@ def _apply_amendments(state: PairState) -> list[Output]:
     new_t0 = max(cast(int, new_first[0]), cast(int, new_first[1]))
     if new_t0 < t0:
         if _first_kept(state) == 0:
-            return _regrid(state, amends)
+            _regrid(state, amends)
+            return []
         kept = []
         for (li, t), close in amends:
             if t < t0:
@@ -611,7 +574,6 @@ def _apply_amendments(state: PairState) -> list[Output]:
                 continue  # e.g. a late trade that does not change the close
             # Placed points are never mutated (snapshots share them): a new point with
             # the new bar replaces it; _restart recomputes it from there.
-            # (a copy: its old signal is what _restart compares the new one with).
             state.history[i - first] = (
                 replace(p, y_bar=close) if li == 0 else replace(p, x_bar=close)
             )
@@ -631,7 +593,6 @@ def _restart(state: PairState, i: int) -> list[Output]:
         state.levels = RollingPair.create(w)
         state.rets = RollingPair.create(w - 1)
         state.prev_log = None
-        state.position = 0
         state.hedge_states = (None,) * len(state.models)
         state.y.close = state.y.carried_close
         state.x.close = state.x.carried_close
@@ -646,37 +607,28 @@ def _restart(state: PairState, i: int) -> list[Output]:
         rx = [hist[j].lx - hist[j - 1].lx for j in range(h - nr, h)]
         restore(state.rets, prev.rets, ry, rx)
         state.prev_log = (prev.ly, prev.lx)
-        state.position = prev.position
         state.hedge_states = prev.hedge
         state.y.close = prev.y_close
         state.x.close = prev.x_close
     state.grid_points = i
-    old_signals = [hist[j].signal for j in range(h, len(hist))]
     out: list[Output] = []
-    rows: list[AnalyticsRow | None] = []
     for j in range(h, len(hist)):
         q = hist[j]
         p = hist[j] = GridPoint(q.t, q.y_bar, q.x_bar)  # never mutate a placed point
         _fill(state, p)
         row = _compute(state, p)
-        rows.append(row)
         if row is not None:
             out.append(row)
     state.recomputed_rows += len(out)
-    new_signals = [hist[j].signal for j in range(h, len(hist))]
-    changed = (k for k, (a, b) in enumerate(zip(old_signals, new_signals, strict=True)) if a != b)
-    d = next(changed, None)
-    if d is not None:
-        out.append(retract_from(state.rule, state.pair, state.tf, hist[h + d].t))
-    # Upsert every signal from the restart on (their z-scores may have changed too).
-    for row, kind in zip(rows, new_signals, strict=True):
-        if row is not None and kind is not None:
-            out.append(state.rule.signal(row, kind))
     return out
 
 
-def _regrid(state: PairState, amends: list[tuple[tuple[int, int], float]]) -> list[Output]:
-    """``t0`` moved earlier and every point is kept: rebuild the grid from its bars."""
+def _regrid(state: PairState, amends: list[tuple[tuple[int, int], float]]) -> None:
+    """``t0`` moved earlier and every point is kept: rebuild the grid from its bars.
+
+    Nothing is emitted here: the next placement re-emits every row (upserts; the new
+    grid holds every interval of the old one).
+    """
     legs = (state.y, state.x)
     bars: list[dict[int, float]] = [dict(leg.pending) for leg in legs]
     for p in state.history:
@@ -688,7 +640,6 @@ def _regrid(state: PairState, amends: list[tuple[tuple[int, int], float]]) -> li
             bars[li].setdefault(leg.carried_ms, leg.carried_close)
     for (li, t), close in amends:
         bars[li][t] = close
-    old_t0 = cast(int, state.t0_ms)
     state.amended_points += len(amends)
     state.recomputed_rows += max(0, state.grid_points - state.window + 1)
     for li, leg in enumerate(legs):
@@ -701,10 +652,7 @@ def _regrid(state: PairState, amends: list[tuple[tuple[int, int], float]]) -> li
     state.next_ms = state.t0_ms = None
     state.grid_points = 0
     state.prev_log = None
-    state.position = 0
     state.hedge_states = (None,) * len(state.models)
-    new_t0 = max(cast(int, legs[0].first_open_ms), cast(int, legs[1].first_open_ms))
-    return [retract_from(state.rule, state.pair, state.tf, min(new_t0, old_t0))]
 
 
 def _report(state: PairState, out: list[Output]) -> None:
@@ -910,9 +858,9 @@ def snapshot_state(state: PairState) -> PairState:
     ``deepcopy`` of the kept grid points (``W + horizon`` objects) was the largest cost
     of the whole flow. Placed :class:`GridPoint` objects are never mutated (an
     amendment or a restart replaces them), hedge states are immutable values and the
-    signal rule and models are frozen, so a copy of the containers is a snapshot:
-    the deque of points (references), each leg's pending bars, the two rolling
-    windows' buffers and the small dicts.
+    models are frozen, so a copy of the containers is a snapshot: the deque of points
+    (references), each leg's pending bars, the two rolling windows' buffers and the
+    small dicts.
     """
     c = copy.copy(state)
     c.y = _copy_leg(state.y)
@@ -952,14 +900,11 @@ class PairAnalyticsOut:
 
     Attributes:
         rows: ``analytics`` rows.
-        signals: ``signals`` rows and, after an amendment that changed them, the
-            :class:`~pairflow.records.RetractFrom` preceding the re-emitted ones.
         stats: ``late_bars_total``, ``amended_points_total``, ``recomputed_rows_total``
             counters (for ``pipeline_stats``).
     """
 
     rows: Stream[AnalyticsRow]
-    signals: Stream[Signal | RetractFrom]
     stats: Stream[Stat]
 
 
@@ -969,13 +914,11 @@ def pair_analytics_op(
     bars: Stream[Bar | Watermark],
     pairs: tuple[tuple[str, str], ...],
     windows: dict[str, int],
-    entry_z: float = 2.0,
-    exit_z: float = 0.5,
     pvalue_every: int = 1,
     kalman_delta: float | None = 0.01,
     numba: str = "auto",
 ) -> PairAnalyticsOut:
-    """Rolling pair analytics as a bytewax operator, with a third stream of Stats.
+    """Rolling pair analytics as a bytewax operator, with a second stream of Stats.
 
     Args:
         step_id: Unique step id.
@@ -983,55 +926,29 @@ def pair_analytics_op(
             and tf in increasing open time; legs may interleave arbitrarily.
         pairs: ``(Y, X)`` pairs to analyse.
         windows: Window ``W`` per timeframe; other timeframes are ignored.
-        entry_z: |z| above which a position opens.
-        exit_z: |z| inside which an open position exits.
         pvalue_every: Compute p-values every this many grid points.
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``; ``None`` = no Kalman columns.
         numba: ``PAIRFLOW_NUMBA`` (see :func:`pairflow.stats.fastrow.use_compiled`).
 
     Returns:
-        The ``rows``, ``signals`` and ``stats`` streams.
+        The ``rows`` and ``stats`` streams.
     """
     for tf, w in windows.items():  # validate early
-        new_state(pair_key("A", "B", tf), w, entry_z, exit_z, pvalue_every, kalman_delta)
+        new_state(pair_key("A", "B", tf), w, pvalue_every, kalman_delta)
 
     compiled = use_compiled(len(pairs) * len(windows), numba)
 
     def make(key: str) -> PairState:
         tf = parse_pair_key(key)[2]
-        return new_state(
-            key, windows[tf], entry_z, exit_z, pvalue_every, kalman_delta, compiled=compiled
-        )
+        return new_state(key, windows[tf], pvalue_every, kalman_delta, compiled=compiled)
 
     keyed = op.flat_map("route", bars, lambda item: route(item, pairs, windows))
     logic = op.stateful_batch("analytics", keyed, lambda resume: PairAnalyticsLogic(resume, make))
     flat = op.key_rm("unkey", logic)
     rows_b = op.branch("is_row", flat, _is_row)
-    sig_b = op.branch("is_signal", rows_b.falses, _is_signal)
-    stats = cast(Stream[Stat], sig_b.falses)  # all that is neither a row nor a signal
-    return PairAnalyticsOut(rows=rows_b.trues, signals=sig_b.trues, stats=stats)
+    stats = cast(Stream[Stat], rows_b.falses)  # all that is not a row
+    return PairAnalyticsOut(rows=rows_b.trues, stats=stats)
 
 
 def _is_row(v: Output) -> TypeGuard[AnalyticsRow]:
     return isinstance(v, AnalyticsRow)
-
-
-def _is_signal(v: Output) -> TypeGuard[Signal | RetractFrom]:
-    return isinstance(v, (Signal, RetractFrom))
-
-
-def pair_analytics(
-    step_id: str,
-    bars: Stream[Bar | Watermark],
-    pairs: tuple[tuple[str, str], ...],
-    windows: dict[str, int],
-    entry_z: float = 2.0,
-    exit_z: float = 0.5,
-    pvalue_every: int = 1,
-) -> tuple[Stream[AnalyticsRow], Stream[Signal | RetractFrom]]:
-    """Rolling pair analytics: ``(rows, signals)``. See :func:`pair_analytics_op`.
-
-    Use :func:`pair_analytics_op` directly to also get the ``stats`` stream.
-    """
-    out = pair_analytics_op(step_id, bars, pairs, windows, entry_z, exit_z, pvalue_every)
-    return out.rows, out.signals

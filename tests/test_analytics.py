@@ -1,4 +1,4 @@
-"""Pair analytics operator: alignment, statistics vs statsmodels, signals, dataflow."""
+"""Pair analytics operator: alignment, statistics vs statsmodels, amendments, dataflow."""
 
 from __future__ import annotations
 
@@ -19,19 +19,16 @@ from hypothesis import strategies as st
 from statsmodels.tsa.stattools import adfuller, coint
 
 from operators.analytics import (
-    EXIT,
-    LONG_SPREAD,
-    SHORT_SPREAD,
+    PRE_GRID_MAX_BARS,
     PairAnalyticsLogic,
     advance,
     ingest,
     new_state,
-    pair_analytics,
     pair_analytics_op,
     pair_key,
     route,
 )
-from pairflow.records import AnalyticsRow, Bar, Signal, Stat, Watermark
+from pairflow.records import AnalyticsRow, Bar, Stat, Watermark
 from pairflow.testing import RECORDING
 from pairflow.testing.oracle import one_second_closes
 
@@ -44,12 +41,6 @@ STAT_COLS = ("alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pval
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def signals_for(state, row: AnalyticsRow) -> list[Signal]:
-    """One step of the key's signal machine (``operators.signals``) on ``row``."""
-    state.position, kind = state.rule.step(state.position, row.zscore)
-    return [] if kind is None else [state.rule.signal(row, kind)]
 
 
 def final_rows(rows: list[AnalyticsRow]) -> list[AnalyticsRow]:
@@ -77,7 +68,7 @@ def run_logic(
     batches: list[int] | None = None,
     eof: bool = True,
     **kw: float,
-) -> tuple[list[AnalyticsRow], list[Signal], list[Stat], PairAnalyticsLogic]:
+) -> tuple[list[AnalyticsRow], list[Stat], PairAnalyticsLogic]:
     """Feed items through :class:`PairAnalyticsLogic` (as bytewax would), split outputs."""
     logic = PairAnalyticsLogic(None, lambda key: new_state(key, window, **kw))
     out: list = []
@@ -93,9 +84,8 @@ def run_logic(
     if eof:
         out.extend(logic.on_eof()[0])
     rows = [o for o in out if isinstance(o, AnalyticsRow)]
-    sigs = [o for o in out if isinstance(o, Signal)]
     stats = [o for o in out if isinstance(o, Stat)]
-    return rows, sigs, stats, logic
+    return rows, stats, logic
 
 
 def oracle(y_close: np.ndarray, x_close: np.ndarray) -> dict[str, float | None]:
@@ -183,7 +173,7 @@ def test_analytics_equals_statsmodels_on_real_btc_eth_1s_closes(real_closes: pd.
         bars_for(X, raw[X].to_numpy(), int(raw.index[0])),
     )
     w = 300
-    rows, _, _, _ = run_logic(items, w)
+    rows, _, _ = run_logic(items, w)
     # Oracle grid: from the first second where both have traded, forward-filled.
     start = max(raw[Y].first_valid_index(), raw[X].first_valid_index())
     grid = raw.loc[start:]
@@ -215,7 +205,7 @@ def test_analytics_equals_statsmodels_on_random_windows_with_gaps(w: int, seed: 
     yq[0] = xq[0] = False
     y_bars = bars_for(Y, np.where(yq, np.nan, yc))
     x_bars = bars_for(X, np.where(xq, np.nan, xc))
-    rows, _, _, _ = run_logic(merge_by_time(y_bars, x_bars), w)
+    rows, _, _ = run_logic(merge_by_time(y_bars, x_bars), w)
     y_grid = pd.Series(np.where(yq, np.nan, yc)).ffill().to_numpy()
     x_grid = pd.Series(np.where(xq, np.nan, xc)).ffill().to_numpy()
     last_trade = max(np.flatnonzero(~yq).max(), np.flatnonzero(~xq).max())
@@ -229,7 +219,7 @@ def test_analytics_equals_statsmodels_on_random_windows_with_gaps(w: int, seed: 
 def test_synthetic_cointegrated_pair_recovers_beta_and_gives_eg_below_5pct(seed: int) -> None:
     beta = 1.5
     yc, xc = synthetic_pair(700, seed, beta=beta)
-    rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 300)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 300)
     betas = np.array([r.beta for r in rows])
     assert abs(np.median(betas) - beta) < 0.05 * beta
     eg = np.array([r.eg_pvalue for r in rows])
@@ -245,7 +235,7 @@ def test_independent_random_walks_mostly_give_eg_above_5pct() -> None:
     seeds = range(20)
     for seed in seeds:
         yc, xc = synthetic_pair(320, 100 + seed, coint_=False)
-        rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 300)
+        rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 300)
         above += rows[-1].eg_pvalue > 0.05
     assert above >= 16
 
@@ -255,29 +245,27 @@ def test_independent_random_walks_mostly_give_eg_above_5pct() -> None:
 
 def test_analytics_when_window_longer_than_data_emits_nothing() -> None:
     yc, xc = synthetic_pair(50, 0)
-    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 51)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 51)
     assert rows == []
-    assert sigs == []
-    rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 50)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 50)
     assert len(rows) == 1
 
 
 def test_analytics_constant_x_leg_gives_none_where_undefined_without_crash() -> None:
     yc, _ = synthetic_pair(80, 1)
     xc = np.full(80, 2600.0)
-    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
     assert len(rows) == 51
     for row in rows:
         assert_no_nan(row)
         for col in STAT_COLS:
             assert getattr(row, col) is None, col
-    assert sigs == []
 
 
 def test_analytics_constant_y_leg_gives_zero_beta_and_none_for_z_tests_and_corr() -> None:
     _, xc = synthetic_pair(80, 2)
     yc = np.full(80, 61000.0)
-    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
     for row in rows:
         assert_no_nan(row)
         assert row.beta == 0.0
@@ -285,13 +273,12 @@ def test_analytics_constant_y_leg_gives_zero_beta_and_none_for_z_tests_and_corr(
         assert row.spread == 0.0
         for col in ("zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life"):
             assert getattr(row, col) is None, col
-    assert sigs == []
 
 
 def test_analytics_leg_constant_then_moving_becomes_defined_again() -> None:
     yc, xc = synthetic_pair(120, 3)
     xc[20:70] = xc[20]  # X flat for 50 intervals (> W): stats undefined, then back
-    rows, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 30)
     by_t = {r.ts_ms: r for r in rows}
     assert by_t[T0 + 69 * TF].beta is None
     assert by_t[T0 + 75 * TF].beta is not None
@@ -319,7 +306,7 @@ def test_analytics_one_leg_silent_for_many_intervals_is_forward_filled_via_water
         for k, it in enumerate(items)
         if isinstance(it, Bar) and it.symbol == X and it.open_time_ms == T0 + 90 * TF
     )
-    rows, _, _, _ = run_logic(items[:cut], w, eof=False)
+    rows, _, _ = run_logic(items[:cut], w, eof=False)
     by_t = {r.ts_ms: r for r in rows}
     for i in silent:
         r = by_t[T0 + i * TF]
@@ -339,7 +326,7 @@ def test_rows_wait_for_the_slower_leg_until_its_bar_or_watermark() -> None:
     yc, xc = synthetic_pair(60, 5)
     w = 10
     items = bars_for(Y, yc) + bars_for(X, xc[:20])  # X stops reporting after 20
-    rows, _, _, logic = run_logic(items, w, eof=False)
+    rows, _, logic = run_logic(items, w, eof=False)
     assert max(r.ts_ms for r in rows) == T0 + 19 * TF
     out, _ = logic.on_batch([(KEY, Watermark(X, "1s", T0 + 35 * TF))])
     new_rows = [o for o in out if isinstance(o, AnalyticsRow)]
@@ -353,7 +340,7 @@ def test_grid_starts_at_first_interval_where_both_legs_have_traded() -> None:
     y_bars = bars_for(Y, yc)  # Y trades from interval 0 ...
     y_bars = [b for b in y_bars if b.open_time_ms != T0 + 7 * TF]  # ... but not at 7
     x_bars = bars_for(X, np.where(np.arange(n) < 7, np.nan, xc))  # X from interval 7
-    rows, _, _, logic = run_logic(merge_by_time(y_bars, x_bars), w)
+    rows, _, logic = run_logic(merge_by_time(y_bars, x_bars), w)
     assert logic.state.grid_points == n - 7  # grid = intervals 7 .. 59
     assert len(rows) == n - 7 - w + 1
     first = rows[0]
@@ -368,10 +355,10 @@ def test_grid_starts_at_first_interval_where_both_legs_have_traded() -> None:
 def test_eof_flushes_up_to_the_last_interval_either_leg_traded() -> None:
     yc, xc = synthetic_pair(50, 7)
     items = merge_by_time(bars_for(Y, yc[:50]), bars_for(X, xc[:30]))
-    rows, _, _, _ = run_logic(items, 10, eof=False)
+    rows, _, _ = run_logic(items, 10, eof=False)
     # Without EOF, X has only passed interval 29.
     assert max(r.ts_ms for r in rows) == T0 + 29 * TF
-    rows, _, _, _ = run_logic(items, 10, eof=True)
+    rows, _, _ = run_logic(items, 10, eof=True)
     assert max(r.ts_ms for r in rows) == T0 + 49 * TF
     assert all(r.x_filled for r in rows if r.ts_ms > T0 + 29 * TF)
 
@@ -381,10 +368,10 @@ def test_late_bar_for_an_emitted_interval_amends_every_row_from_there() -> None:
     xa = xc.copy()
     xa[30] *= 1.5
     items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
-    want, want_sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xa)), 20)
+    want, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xa)), 20)
     late = bar(X, T0 + 30 * TF, float(xa[30]))
     k = next(i for i, it in enumerate(items) if it.open_time_ms == T0 + 45 * TF)
-    rows, _, stats, logic = run_logic([*items[:k], late, *items[k:]], 20)
+    rows, stats, logic = run_logic([*items[:k], late, *items[k:]], 20)
     assert final_rows(rows) == want  # bit-identical to the in-order run on the final bars
     assert logic.state.late_bars == 0
     got = {(s.metric, s.value) for s in stats}
@@ -396,10 +383,10 @@ def test_late_bar_for_an_emitted_interval_amends_every_row_from_there() -> None:
 def test_bar_older_than_the_kept_history_is_ignored_and_counted() -> None:
     yc, xc = synthetic_pair(80, 8)
     items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
-    clean, _, _, _ = run_logic(items, 20, horizon_ms=5_000)
+    clean, _, _ = run_logic(items, 20, horizon_ms=5_000)
     late = bar(X, T0 + 30 * TF, float(xc[30]) * 1.5)  # 70 - 30 > W + 5 + 1 points back
     k = next(i for i, it in enumerate(items) if it.open_time_ms == T0 + 70 * TF)
-    rows, _, stats, logic = run_logic([*items[:k], late, *items[k:]], 20, horizon_ms=5_000)
+    rows, stats, logic = run_logic([*items[:k], late, *items[k:]], 20, horizon_ms=5_000)
     assert rows == clean
     assert logic.state.late_bars == 1
     assert [(s.metric, s.value) for s in stats] == [("late_bars_total", 1)]
@@ -412,7 +399,7 @@ def test_amended_bar_before_its_interval_is_placed_replaces_the_first() -> None:
     amended = float(xc[29]) * 1.01
     items += [bar(X, T0 + 29 * TF, float(xc[29])), bar(X, T0 + 29 * TF, amended)]
     items += [bar(Y, T0 + 29 * TF, float(yc[29]))]
-    rows, _, _, logic = run_logic(items, 10, eof=True)
+    rows, _, logic = run_logic(items, 10, eof=True)
     assert rows[-1].ts_ms == T0 + 29 * TF
     assert rows[-1].x_close == amended
     assert logic.state.late_bars == 0
@@ -430,8 +417,8 @@ def test_bar_with_bad_close_or_misaligned_open_is_ignored_and_counted() -> None:
 def test_pvalue_every_k_computes_pvalues_every_k_grid_points() -> None:
     yc, xc = synthetic_pair(100, 10)
     items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
-    every1, _, _, _ = run_logic(items, 40)
-    every5, _, _, _ = run_logic(items, 40, pvalue_every=5)
+    every1, _, _ = run_logic(items, 40)
+    every5, _, _ = run_logic(items, 40, pvalue_every=5)
     assert len(every1) == len(every5)
     for i, (a, b) in enumerate(zip(every1, every5, strict=True)):
         if i % 5 == 0:
@@ -470,11 +457,9 @@ def messy_legs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 @given(messy_legs(), st.integers(3, 25))
 def test_analytics_never_emits_nan_or_inf(legs: tuple[np.ndarray, np.ndarray], w: int) -> None:
     yb, xb = legs
-    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yb), bars_for(X, xb)), w)
+    rows, _, _ = run_logic(merge_by_time(bars_for(Y, yb), bars_for(X, xb)), w)
     for row in rows:
         assert_no_nan(row)
-    for s in sigs:
-        assert math.isfinite(s.zscore)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -495,21 +480,20 @@ def test_batching_and_leg_interleaving_do_not_change_rows(seed: int, data: st.Da
             else bar(Y, T0 + i * TF, float(c))
         )
     x_items = bars_for(X, xc)  # X: bars only, no watermarks
-    reference, ref_sigs, _, _ = run_logic(merge_by_time(y_items, x_items), 12)
+    reference, _, _ = run_logic(merge_by_time(y_items, x_items), 12)
     # Random interleaving that keeps each leg's own order, random batch sizes.
     order = data.draw(st.permutations([0] * len(y_items) + [1] * len(x_items)))
     qs = [list(y_items), list(x_items)]
     mixed = [qs[leg].pop(0) for leg in order]
     sizes = data.draw(st.lists(st.integers(1, 20), min_size=1, max_size=40))
-    rows, sigs, _, _ = run_logic(mixed, 12, batches=sizes)
+    rows, _, _ = run_logic(mixed, 12, batches=sizes)
     assert rows == reference
-    assert sigs == ref_sigs
 
 
 def test_state_snapshot_pickles_and_resumes_identically() -> None:
     yc, xc = synthetic_pair(120, 11)
     items = merge_by_time(bars_for(Y, yc), bars_for(X, xc))
-    full, full_sigs, _, _ = run_logic(items, 30)
+    full, _, _ = run_logic(items, 30)
     logic = PairAnalyticsLogic(None, lambda key: new_state(key, 30))
     out = list(logic.on_batch([(KEY, it) for it in items[:150]])[0])
     snap = pickle.loads(pickle.dumps(logic.snapshot()))
@@ -517,80 +501,6 @@ def test_state_snapshot_pickles_and_resumes_identically() -> None:
     out += resumed.on_batch([(KEY, it) for it in items[150:]])[0]
     out += resumed.on_eof()[0]
     assert [o for o in out if isinstance(o, AnalyticsRow)] == full
-    assert [o for o in out if isinstance(o, Signal)] == full_sigs
-
-
-# ---------------------------------------------------------------- signals
-
-
-def scripted_row(z: float | None, i: int) -> AnalyticsRow:
-    return AnalyticsRow(
-        f"{Y}/{X}",
-        "1s",
-        T0 + i * TF,
-        30,
-        1.0,
-        1.0,
-        None,
-        None,
-        None,
-        z,
-        None,
-        None,
-        None,
-        None,
-        False,
-        False,
-    )
-
-
-def test_signals_follow_a_scripted_zscore_path() -> None:
-    state = new_state(KEY, 30, entry_z=2.0, exit_z=0.5)
-    path = [
-        0.0,
-        1.9,
-        2.1,
-        2.5,
-        1.0,
-        2.2,
-        0.4,
-        0.3,
-        -2.1,
-        -3.0,
-        None,
-        -0.6,
-        -0.4,
-        2.6,
-        -2.4,
-        0.1,
-        -0.2,
-    ]
-    got = []
-    for i, z in enumerate(path):
-        for s in signals_for(state, scripted_row(z, i)):
-            got.append((i, s.kind, s.zscore))
-    assert got == [
-        (2, SHORT_SPREAD, 2.1),  # crosses above +2
-        (6, EXIT, 0.4),  # back inside +-0.5 (2.2 at i=5 is no new entry: already short)
-        (8, LONG_SPREAD, -2.1),  # crosses below -2
-        (12, EXIT, -0.4),  # None at 10 changes nothing; -0.6 is not inside yet
-        (13, SHORT_SPREAD, 2.6),
-        (14, LONG_SPREAD, -2.4),  # jumps across: flips
-        (15, EXIT, 0.1),
-    ]
-
-
-def test_signals_are_emitted_with_rows_from_the_zscore() -> None:
-    yc, xc = synthetic_pair(400, 12)
-    rows, sigs, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xc)), 60)
-    z_by_t = {r.ts_ms: r.zscore for r in rows}
-    assert sigs, "an OU spread crosses +-2 sigma within 340 rows"
-    for s in sigs:
-        assert s.zscore == z_by_t[s.ts_ms]
-        assert s.pair == f"{Y}/{X}"
-    # Replaying the rows' z through the state machine gives the same signals.
-    state = new_state(KEY, 60)
-    assert [s for r in rows for s in signals_for(state, r)] == sigs
 
 
 # ---------------------------------------------------------------- wiring
@@ -619,8 +529,8 @@ def test_new_state_rejects_bad_parameters() -> None:
         new_state(KEY, 2)
     with pytest.raises(ValueError, match="pvalue_every"):
         new_state(KEY, 30, pvalue_every=0)
-    with pytest.raises(ValueError, match="exit_z"):
-        new_state(KEY, 30, entry_z=1.0, exit_z=2.0)
+    with pytest.raises(ValueError, match="kalman_delta"):
+        new_state(KEY, 30, kalman_delta=-1.0)
 
 
 def test_dataflow_pair_analytics_end_to_end_with_testing_source() -> None:
@@ -637,19 +547,16 @@ def test_dataflow_pair_analytics_end_to_end_with_testing_source() -> None:
     noise = [bar("SOLUSDT", T0 + i * TF, 150.0) for i in range(n)]
     minute = [bar(Y, T0, 61000.0, tf="1m")]
     items = merge_by_time(bars_for(Y, yc), x_items, noise, minute)
-    expected, expected_sigs, _, _ = run_logic([it for it in items if it.tf == "1s"], 40)
+    expected, _, _ = run_logic([it for it in items if it.tf == "1s"], 40)
 
     flow = Dataflow("pair_analytics_test")
     inp = op_input("inp", flow, TestingSource(items, batch_size=7))
-    rows_s, sigs_s = pair_analytics("pa", inp, ((Y, X),), {"1s": 40})
+    out = pair_analytics_op("pa", inp, ((Y, X),), {"1s": 40})
     rows_out: list[AnalyticsRow] = []
-    sigs_out: list[Signal] = []
-    op_output("rows", rows_s, TestingSink(rows_out))
-    op_output("sigs", sigs_s, TestingSink(sigs_out))
+    op_output("rows", out.rows, TestingSink(rows_out))
     run_main(flow)
 
     assert rows_out == expected
-    assert sigs_out == expected_sigs
     assert len(rows_out) == n - 40 + 1
     assert any(r.x_filled for r in rows_out)
     x_grid = pd.Series([np.nan if i % 7 == 3 else xc[i] for i in range(n)]).ffill().to_numpy()
@@ -671,7 +578,7 @@ def test_dataflow_operator_exposes_amendment_stats() -> None:
     assert len(final_rows(rows)) == 21
     xa = xc.copy()
     xa[2] = 1.0
-    want, _, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xa)), 10)
+    want, _, _ = run_logic(merge_by_time(bars_for(Y, yc), bars_for(X, xa)), 10)
     assert final_rows(rows) == want
     got = {(s.component, s.metric, s.value) for s in stats}
     assert (f"analytics:{KEY}", "amended_points_total", 1) in got
@@ -690,9 +597,6 @@ def test_advance_before_both_legs_traded_emits_nothing() -> None:
 
 
 def test_analytics_pre_grid_buffer_is_bounded_when_one_leg_never_trades():
-    from operators.analytics import PRE_GRID_MAX_BARS, advance, ingest, new_state
-    from pairflow.records import Bar
-
     state = new_state("BTCUSDT/ETHUSDT|1s", 20)
     base = 1_723_161_600_000
     for i in range(PRE_GRID_MAX_BARS + 500):

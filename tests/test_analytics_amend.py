@@ -1,10 +1,9 @@
 """Amendments propagate (issue 11, docs/design.md "Amendments: outputs follow the final bars").
 
 Late bars within the horizon, in any order, must leave the same final ``analytics``
-rows (upsert: last write per key wins) and ``signals`` (with the operator's
-``RetractFrom`` applied in order) as an in-order run over the final bars, and every
-row must equal statsmodels recomputed on those final bars. The old operator dropped
-late bars, so both tests fail on it.
+rows (upsert: last write per key wins) as an in-order run over the final bars, and
+every row must equal statsmodels recomputed on those final bars. The old operator
+dropped late bars, so both tests fail on it.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from operators.analytics import PairAnalyticsLogic, new_state, pair_key
-from pairflow.records import AnalyticsRow, Bar, RetractFrom, Signal
+from pairflow.records import AnalyticsRow, Bar
 from pairflow.stats.kalman import kalman_run
 from tests.test_analytics import assert_row_matches, oracle, synthetic_pair
 
@@ -34,35 +33,20 @@ def bar(symbol: str, i: int, close: float) -> Bar:
     return Bar(symbol, "1s", T0 + i * TF, close, close, close, close, 1.0, close, 1, 0.5, 1, 1)
 
 
-def run(
-    stream: list[list[Bar]],
-    *,
-    entry_z: float = 1.0,
-    exit_z: float = 0.3,
-    compiled: bool | None = None,
-) -> tuple[list[AnalyticsRow], dict[tuple[int, str], Signal], int]:
-    """Batches through the logic; the final tables under upsert/retract semantics."""
-    logic = PairAnalyticsLogic(
-        None,
-        lambda k: new_state(k, W, entry_z=entry_z, exit_z=exit_z, compiled=compiled),
-    )
+def run(stream: list[list[Bar]], *, compiled: bool | None = None) -> tuple[list[AnalyticsRow], int]:
+    """Batches through the logic; the final rows under upsert semantics, rows emitted."""
+    logic = PairAnalyticsLogic(None, lambda k: new_state(k, W, compiled=compiled))
     out: list[object] = []
     for batch in stream:
         out += logic.on_batch([(KEY, b) for b in batch])[0]
     out += logic.on_eof()[0]
     rows: dict[int, AnalyticsRow] = {}
-    sigs: dict[tuple[int, str], Signal] = {}
     emitted = 0
     for o in out:
         if isinstance(o, AnalyticsRow):
             rows[o.ts_ms] = o
             emitted += 1
-        elif isinstance(o, Signal):
-            sigs[(o.ts_ms, o.kind)] = o
-        elif isinstance(o, RetractFrom):
-            assert o.table == "signals" and o.key_prefix == ("default", f"{Y}/{X}", "1s")
-            sigs = {k: v for k, v in sigs.items() if k[0] < o.from_ms}
-    return [rows[t] for t in sorted(rows)], sigs, emitted
+    return [rows[t] for t in sorted(rows)], emitted
 
 
 def in_order(yc: np.ndarray, xc: np.ndarray) -> list[list[Bar]]:
@@ -114,12 +98,11 @@ def late_scenarios(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, list[list[B
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(late_scenarios())
-def test_any_order_of_late_bars_gives_the_in_order_rows_and_signals(scenario) -> None:
+def test_any_order_of_late_bars_gives_the_in_order_rows(scenario) -> None:
     yc, xc, stream = scenario
-    want_rows, want_sigs, _ = run(in_order(yc, xc))
-    got_rows, got_sigs, _ = run(stream)
+    want_rows, _ = run(in_order(yc, xc))
+    got_rows, _ = run(stream)
     assert got_rows == want_rows  # bit-identical, Kalman columns included
-    assert got_sigs == want_sigs
 
 
 def test_rows_after_amendments_equal_statsmodels_on_the_final_bars() -> None:
@@ -131,7 +114,7 @@ def test_rows_after_amendments_equal_statsmodels_on_the_final_bars() -> None:
     stream = in_order(early_y, early_x)
     stream[50] += [bar(X, 25, float(xc[25])), bar(Y, 33, float(yc[33]))]
     stream[55] += [bar(X, 41, float(xc[41])), bar(X, 40, float(xc[40]))]
-    rows, _, emitted = run(stream)
+    rows, emitted = run(stream)
     assert emitted > len(rows)  # rows were recomputed
     assert [r.ts_ms for r in rows] == [T0 + i * TF for i in range(W - 1, N)]
     for k, row in enumerate(rows):
@@ -146,27 +129,13 @@ def test_rows_after_amendments_equal_statsmodels_on_the_final_bars() -> None:
         assert row.kalman_spread == ref.spread and row.kalman_zscore == ref.zscore
 
 
-def test_a_signal_that_no_longer_holds_is_retracted() -> None:
-    yc, xc = synthetic_pair(N, 3, theta=0.3)
-    want_rows, want_sigs, _ = run(in_order(yc, xc))
-    assert want_sigs
-    # deliver a wildly wrong X close at the first signal's interval, fix it later
-    i = min(t for t, _ in want_sigs) // TF - T0 // TF
-    wrong = xc.copy()
-    wrong[i] *= 1.05
-    stream = in_order(yc, wrong)
-    stream[min(i + 5, N)] += [bar(X, i, float(xc[i]))]
-    got_rows, got_sigs, _ = run(stream)
-    assert got_rows == want_rows and got_sigs == want_sigs
-
-
 @given(late_scenarios())
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_snapshots_are_not_changed_by_later_batches(scenario) -> None:
     """``snapshot()`` shares the placed grid points: later batches (amendments, restarts)
     must leave every earlier snapshot as it was (compared with a deep copy's pickle)."""
     _, _, delivery = scenario
-    logic = PairAnalyticsLogic(None, lambda k: new_state(k, W, entry_z=1.0, exit_z=0.3))
+    logic = PairAnalyticsLogic(None, lambda k: new_state(k, W))
     taken: list[tuple[object, bytes]] = []
     for batch in delivery:
         logic.on_batch([(KEY, b) for b in batch])
