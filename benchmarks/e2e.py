@@ -57,7 +57,9 @@ from benchmarks.seed_baseline import run_seed_baseline
 from operators.bars import BarLogic
 from pairflow.config import load_settings
 from pairflow.records import Bar, Tick
+from pairflow.testing import ROOT
 from pairflow.testing.bench import (
+    DEFAULT_WINDOWS,
     RECORDING,
     REDIS_URL,
     count_lines,
@@ -67,14 +69,13 @@ from pairflow.testing.bench import (
     md_table,
     new_prefix,
     read_lines,
+    replay_settings,
+    run_timed,
     settings_env,
 )
 from sources.binance.wire import parse_batch
 from sources.replay import ReplaySource
 
-ROOT = Path(__file__).resolve().parent.parent
-
-DEFAULT_WINDOWS = "1s=300,1m=120,5m=60"
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -338,16 +339,6 @@ def _child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _process_wall(cmd: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if out.returncode != 0:
-        msg = f"{cmd}: {out.stderr[-2000:]}"
-        raise RuntimeError(msg)
-    return wall
-
-
 def whole_process(path: Path, tmp: Path, repeat: int) -> str:
     """Whole processes, start-up included, alternating: the full flow vs a bare Bytewax flow.
 
@@ -360,26 +351,16 @@ def whole_process(path: Path, tmp: Path, repeat: int) -> str:
     for i in range(repeat):
         prefix = new_prefix("e2e")
         db = tmp / f"wp-{i}.db"
-        full_env = {
-            **env,
-            **settings_env(
-                source=f"replay:{path}",
-                replay_speed="max",
-                db=str(db),
-                redis_url=REDIS_URL,
-                redis_prefix=prefix,
-                windows=DEFAULT_WINDOWS,
-            ),
-        }
+        full_env = {**env, **settings_env(**replay_settings(path, db, prefix, DEFAULT_WINDOWS))}
         try:
             walls["full"].append(
-                _process_wall([sys.executable, "-m", "bytewax.run", "dataflow"], full_env)
+                run_timed([sys.executable, "-m", "bytewax.run", "dataflow"], full_env)
             )
         finally:
             delete_prefix(prefix)
             db.unlink(missing_ok=True)
         walls["bare"].append(
-            _process_wall(
+            run_timed(
                 [sys.executable, str(ROOT / "benchmarks/e2e.py"), "--bare-child", str(path)], env
             )
         )

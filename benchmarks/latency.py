@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,17 +41,15 @@ import redis
 from pairflow.testing.bench import (
     RECORDING,
     REDIS_URL,
-    delete_prefix,
     flow_env,
-    git_commit,
-    machine,
+    flow_process,
     md_table,
     new_prefix,
     percentile,
+    replay_settings,
+    run_stamp,
 )
 from pairflow.timeutil import now_ms
-
-ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_WINDOWS = "1s=30,1m=120,5m=60"
 """1s analytics need W grid points before the first row: 30 s here (300 s by default)."""
@@ -166,21 +162,12 @@ def run(
     prefix = new_prefix("lat")
     db = tmp / "latency.db"
     env = flow_env(
-        source=f"replay:{RECORDING}",
-        replay_speed="1",
-        replay_loop="1",
-        db=str(db),
-        redis_url=REDIS_URL,
-        redis_prefix=prefix,
-        windows=windows,
+        **replay_settings(RECORDING, db, prefix, windows, replay_speed="1", replay_loop="1")
     )
     log_path = tmp / "flow.log"
     dbp, rp = DbPoll(), RedisPoll()
     stop = threading.Event()
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "dataflow.py")], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
+    with log_path.open("w") as log, flow_process(env, log, prefix, stop_timeout_s=60) as proc:
         started_ms = now_ms()
         threads = [
             threading.Thread(target=poll_db, args=(db, stop, db_poll_ms, dbp), daemon=True),
@@ -198,12 +185,6 @@ def run(
             stop.set()
             for t in threads:
                 t.join(10)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            delete_prefix(prefix)
     log_text = log_path.read_text()
     if proc.returncode not in (0, None) or "Traceback" in log_text:
         print(log_text[-3000:], file=sys.stderr)
@@ -251,7 +232,7 @@ def main() -> None:
     print(
         f"latency: {args.seconds:.0f} s real-time loop replay ({args.warmup:.0f} s warm-up), "
         f"python dataflow.py with default PAIRFLOW_EPOCH_MS/BAR_GRACE_MS/DB_FLUSH_MS, "
-        f"{machine()}, commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M')}\n"
+        f"{run_stamp()}\n"
     )
     with tempfile.TemporaryDirectory(prefix="pairflow-latency-") as tmp:
         print(

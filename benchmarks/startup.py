@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from pairflow.testing import RECORDING, ROOT
-from pairflow.testing.bench import flow_env, machine, md_table
+from pairflow.testing.bench import flow_env, machine, md_table, run_timed
 
 BARE_FLOW = """
 import json
@@ -119,17 +119,6 @@ def write_ticks(dest: Path, n: int) -> None:
     with gzip.open(RECORDING, "rt") as fh:
         lines = [next(fh) for _ in range(n)]
     dest.write_text("".join(lines))
-
-
-def run_timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Wall seconds from ``Popen`` to exit (fails loudly on a non-zero exit)."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        msg = f"{cmd} exited {proc.returncode}: {proc.stderr[-2000:]}"
-        raise RuntimeError(msg)
-    return dt
 
 
 def importtime(top: int, code: str) -> list[tuple[str, float, float]]:

@@ -2,11 +2,13 @@
 
 ``start_dashboard(8501, "data/quant_data.db")`` runs ``streamlit run dashboard`` from
 the repository root (so ``.streamlit/config.toml`` applies), bound to 127.0.0.1 and
-headless, prints the URL and returns the :class:`subprocess.Popen`.
+headless, prints the URL and returns the :class:`subprocess.Popen`;
+``with serve_dashboard(...)`` also waits until it is up and stops it afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,8 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,3 +111,44 @@ def wait_until_up(
         time.sleep(0.2)
     msg = f"dashboard on port {port} not up after {timeout_s:.0f} s"
     raise RuntimeError(msg)
+
+
+def stop_dashboard(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """Terminate the dashboard process; kill it if it has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def serve_dashboard(
+    port: int,
+    db_path: str | os.PathLike[str],
+    *,
+    log_path: Path | None = None,
+    up_timeout_s: float = 60.0,
+    **kwargs: Any,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`start_dashboard`, wait until it answers, and stop it on leaving.
+
+    Args:
+        port: TCP port to serve on.
+        db_path: DuckDB file to read.
+        log_path: Write the server's output to this file (and do not print the URL).
+        up_timeout_s: How long it may take to answer.
+        **kwargs: More arguments of :func:`start_dashboard` (``env``, ``address``...).
+
+    Raises:
+        RuntimeError: if it exits or is not up within ``up_timeout_s``.
+    """
+    with contextlib.ExitStack() as stack:
+        if log_path is not None:
+            log = stack.enter_context(log_path.open("wb"))
+            kwargs.update(quiet=True, stdout=log.fileno(), stderr=subprocess.STDOUT)
+        proc = start_dashboard(port, db_path, **kwargs)
+        stack.callback(stop_dashboard, proc)
+        wait_until_up(port, proc, timeout_s=up_timeout_s)
+        yield proc

@@ -8,6 +8,7 @@ come from :mod:`sinks.schema`, timeframes from :mod:`pairflow.timeutil`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -358,57 +359,61 @@ def _leg_bar_parts(
     ]  # fmt: skip
 
 
-def _read_bars(
-    con: duckdb.DuckDBPyConnection,
-    newest: pd.DataFrame,
-    req: ViewRequest,
-    bucket_s: int,
-    lo: datetime,
-    end: datetime,
-    file_id: tuple[int, int] | None,
-) -> pd.DataFrame:
-    bucket_ms = bucket_s * 1000
-
-    def query(from_: datetime) -> pd.DataFrame:
-        params: list[Any] = []
-        for leg in (req.y, req.x):
-            params += _leg_bar_parts(newest, leg, req.tf, bucket_s, from_, end)
-        return con.execute(_BARS_SQL, [*params, bucket_ms, bucket_ms]).df()
-
-    downsampled = bucket_s * 1000 > TF_MS[req.tf]
-    key = ("bars", req.y, req.x, req.tf)
-    bars = cache.bucketed(file_id, key, lo, end, bucket_s, downsampled, query)
-    if not bars.empty:
-        bars = bars.sort_values(["symbol", "t_ms"], ignore_index=True)
-        bars.insert(1, "t", ms_to_time(bars.pop("t_ms")))
-    return bars
-
-
 LATEST_COLUMNS: tuple[str, ...] = tuple(c for c in ANALYTICS.names if c not in ("pair", "tf"))
 """Columns of :attr:`ViewData.latest` (the newest analytics row; from the schema)."""
 
 
-def _read_analytics(
-    con: duckdb.DuckDBPyConnection,
-    req: ViewRequest,
-    bucket_s: int,
-    lo: datetime,
-    end: datetime,
-    file_id: tuple[int, int] | None,
-) -> pd.DataFrame:
-    bucket_ms = bucket_s * 1000
+@dataclass(frozen=True)
+class _Reader:
+    """The bucketed reads of one refresh: the connection, request, view end and cache key."""
 
-    def query(from_: datetime) -> pd.DataFrame:
-        params = [bucket_ms, bucket_ms, req.pair, req.tf, from_, end]
-        return con.execute(_ANALYTICS_SQL, params).df()
+    con: duckdb.DuckDBPyConnection
+    req: ViewRequest
+    end: datetime
+    file_id: tuple[int, int] | None
 
-    downsampled = bucket_s * 1000 > TF_MS[req.tf]
-    key = ("analytics", req.pair, req.tf)
-    ana = cache.bucketed(file_id, key, lo, end, bucket_s, downsampled, query)
-    if not ana.empty:
-        ana = ana.sort_values("t_ms", ignore_index=True)
-        ana.insert(0, "t", ms_to_time(ana.pop("t_ms")))
-    return ana
+    def _bucketed(
+        self,
+        key: tuple[str, ...],
+        bucket_s: int,
+        lo: datetime,
+        query: Callable[[datetime], pd.DataFrame],
+        order: list[str],
+    ) -> pd.DataFrame:
+        """``query``'s rows for ``[lo, end]`` through the bucket cache, sorted by ``order``.
+
+        The bucket times ``t_ms`` become a time column ``t`` in their place.
+        """
+        downsampled = bucket_s * 1000 > TF_MS[self.req.tf]
+        frame = cache.bucketed(self.file_id, key, lo, self.end, bucket_s, downsampled, query)
+        if not frame.empty:
+            frame = frame.sort_values(order, ignore_index=True)
+            at = frame.columns.get_loc("t_ms")
+            frame.insert(at, "t", ms_to_time(frame.pop("t_ms")))
+        return frame
+
+    def bars(self, newest: pd.DataFrame, bucket_s: int, lo: datetime) -> pd.DataFrame:
+        """Both legs' bars in buckets of ``bucket_s`` from ``lo`` (coarser bars where kept)."""
+        req, bucket_ms = self.req, bucket_s * 1000
+
+        def query(from_: datetime) -> pd.DataFrame:
+            params: list[Any] = []
+            for leg in (req.y, req.x):
+                params += _leg_bar_parts(newest, leg, req.tf, bucket_s, from_, self.end)
+            return self.con.execute(_BARS_SQL, [*params, bucket_ms, bucket_ms]).df()
+
+        key = ("bars", req.y, req.x, req.tf)
+        return self._bucketed(key, bucket_s, lo, query, ["symbol", "t_ms"])
+
+    def analytics(self, bucket_s: int, lo: datetime) -> pd.DataFrame:
+        """The pair's analytics rows in buckets of ``bucket_s`` from ``lo``."""
+        req, bucket_ms = self.req, bucket_s * 1000
+
+        def query(from_: datetime) -> pd.DataFrame:
+            params = [bucket_ms, bucket_ms, req.pair, req.tf, from_, self.end]
+            return self.con.execute(_ANALYTICS_SQL, params).df()
+
+        return self._bucketed(("analytics", req.pair, req.tf), bucket_s, lo, query, ["t_ms"])
 
 
 def view_start(end: datetime, lookback: timedelta, bucket_s: int) -> datetime:
@@ -467,16 +472,16 @@ def load_view(
     lo = view_start(end, req.lookback, bucket_s)
     view.end, view.start, view.bucket_s = end, lo, bucket_s
 
-    file_id = cache.file_id(con) if use_cache else None
-    view.bars = _read_bars(con, newest, req, bucket_s, lo, end, file_id)
+    read = _Reader(con, req, end, cache.file_id(con) if use_cache else None)
+    view.bars = read.bars(newest, bucket_s, lo)
     if view.candle_bucket_s == bucket_s:
         view.candles = view.bars
     else:
         candle_lo = view_start(end, req.lookback, view.candle_bucket_s)
-        view.candles = _read_bars(con, newest, req, view.candle_bucket_s, candle_lo, end, file_id)
+        view.candles = read.bars(newest, view.candle_bucket_s, candle_lo)
 
     if "analytics" in tables:
-        view.analytics = _read_analytics(con, req, bucket_s, lo, end, file_id)
+        view.analytics = read.analytics(bucket_s, lo)
         if not view.analytics.empty:  # the last bucket ends with the newest row
             last = view.analytics.iloc[-1].to_dict()
             view.latest = {k: (None if _is_missing(last[k]) else last[k]) for k in LATEST_COLUMNS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +44,12 @@ def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean ``PAIRFLOW_*`` environment without Redis (for the dashboard's AppTests)."""
+    for name in list(os.environ):
+        if name.startswith("PAIRFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PAIRFLOW_REDIS_URL", "")

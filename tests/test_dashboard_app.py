@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,13 +17,15 @@ from dashboard import app_config, render_pair, ui
 from dashboard.pair_view import LOOKBACKS
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC, now_utc
-from sinks.schema import create_all
+from tests.flowutil import empty_db
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 PAIR_CHARTS = 7
 ALL_CHARTS = PAIR_CHARTS  # only the selected view is drawn (the pair view by default)
 VIEWS = ["Pair analytics", "Strategy", "Scanner", "Pipeline health", "Data"]
 TIMEOUT = 30
+
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +42,6 @@ def replay_like_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("app") / "old.db"
     end = datetime(2024, 8, 9, 0, 5, 6, tzinfo=UTC)
     return generate_db(path, GenSpec(seconds=1800, end=end))
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A clean PAIRFLOW_* environment without Redis."""
-    for name in list(os.environ):
-        if name.startswith("PAIRFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PAIRFLOW_REDIS_URL", "")
 
 
 def run_app() -> AppTest:
@@ -218,21 +210,9 @@ def test_no_database_yet(use_db, tmp_path: Path) -> None:
     assert_clean(at)
 
 
-def test_database_without_tables(use_db, tmp_path: Path) -> None:
-    path = tmp_path / "bare.db"
-    duckdb.connect(str(path)).close()
-    use_db(path)
-    at = run_app()
-    assert_clean(at)
-    assert any("No bars" in i for i in _texts(at.info))
-
-
-def test_database_with_empty_tables(use_db, tmp_path: Path) -> None:
-    path = tmp_path / "empty.db"
-    con = duckdb.connect(str(path))
-    create_all(con)
-    con.close()
-    use_db(path)
+@pytest.mark.parametrize("tables", [False, True], ids=["without_tables", "with_empty_tables"])
+def test_database_without_bars(use_db, tmp_path: Path, tables: bool) -> None:
+    use_db(empty_db(tmp_path / "empty.db", tables=tables))
     at = run_app()
     assert_clean(at)
     assert any("No bars" in i for i in _texts(at.info))

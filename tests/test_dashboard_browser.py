@@ -22,7 +22,8 @@ import duckdb
 import psutil
 import pytest
 
-from dashboard.launch import free_port, start_dashboard, wait_until_up
+from dashboard.launch import free_port, serve_dashboard
+from tests.flowutil import run_clusters, synthetic_symbols
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,17 +86,12 @@ def replay_db(tmp_path_factory: pytest.TempPathFactory, recording: Path) -> Path
 def dashboard_url(replay_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamlit run dashboard`` on a free loopback port, reading the replay."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("streamlit") / "streamlit.log").open("wb")
-    proc = start_dashboard(
+    with serve_dashboard(
         port,
         replay_db,
         env={"PAIRFLOW_REDIS_URL": REDIS_URL_WITH_SECRET, "PAIRFLOW_REDIS_PREFIX": "pfbrowser:"},
-        quiet=True,
-        stdout=log.fileno(),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_up(port, proc, timeout_s=60)
+        log_path=tmp_path_factory.mktemp("streamlit") / "streamlit.log",
+    ) as proc:
         listening = [
             c.laddr
             for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
@@ -105,14 +101,6 @@ def dashboard_url(replay_db: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         assert listening, "streamlit is not listening"
         assert all(addr.ip == "127.0.0.1" for addr in listening), listening
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _visible_charts(page: object) -> int:
@@ -306,55 +294,25 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             browser.close()
 
 
-SCAN_SYMBOLS = tuple(f"SYN{i:02d}" for i in range(30))  # 435 pairs: the readability target
+SCAN_SYMBOLS = synthetic_symbols(30)  # 435 pairs: the readability target
 
 
 @pytest.fixture(scope="module")
 def scan_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A synthetic clusters universe of 30 symbols (all 435 pairs scanned), served."""
-    from tests.flowutil import run_flow, settings_for
-
     db = tmp_path_factory.mktemp("scanui") / "universe.db"
-    run_flow(
-        settings_for(
-            db,
-            source="synthetic",
-            synthetic_universe="clusters",
-            synthetic_duration_s="85",
-            synthetic_rate="4",
-            symbols=",".join(SCAN_SYMBOLS),
-            pairs="all",
-            windows="1s=60",
-            scan_every="1s=10",
-        )
-    )
+    run_clusters(db, SCAN_SYMBOLS, duration_s=85)
     port = free_port()
-    log = (tmp_path_factory.mktemp("streamlit") / "scan.log").open("wb")
-    proc = start_dashboard(
-        port,
-        db,
-        env={
-            "PAIRFLOW_REDIS_URL": "",
-            "PAIRFLOW_SOURCE": "synthetic",
-            "PAIRFLOW_SYMBOLS": ",".join(SCAN_SYMBOLS),
-            "PAIRFLOW_PAIRS": "all",
-            "PAIRFLOW_WINDOWS": "1s=60",
-        },
-        quiet=True,
-        stdout=log.fileno(),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_up(port, proc, timeout_s=60)
+    env = {
+        "PAIRFLOW_REDIS_URL": "",
+        "PAIRFLOW_SOURCE": "synthetic",
+        "PAIRFLOW_SYMBOLS": ",".join(SCAN_SYMBOLS),
+        "PAIRFLOW_PAIRS": "all",
+        "PAIRFLOW_WINDOWS": "1s=60",
+    }
+    log_path = tmp_path_factory.mktemp("streamlit") / "scan.log"
+    with serve_dashboard(port, db, env=env, log_path=log_path):
         yield f"http://127.0.0.1:{port}/", db
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_scanner_in_chromium(scan_dashboard: tuple[str, Path]) -> None:

@@ -24,7 +24,7 @@ from pairflow.testing import REDIS_URL
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC
 from sinks import schema
-from sinks.schema import create_all
+from tests.flowutil import empty_db
 
 END = datetime(2024, 8, 9, 0, 5, 6, tzinfo=UTC)
 PAIR = "BTCUSDT/ETHUSDT"
@@ -313,8 +313,7 @@ def test_not_a_duckdb_file(tmp_path: Path) -> None:
 
 
 def test_file_without_tables(tmp_path: Path) -> None:
-    path = tmp_path / "bare.db"
-    duckdb.connect(str(path)).close()
+    path = empty_db(tmp_path / "bare.db", tables=False)
     view, health = _read(path, _req("1 h"))
     assert not view.has_bars
     assert view.newest_bar_end is None
@@ -324,11 +323,7 @@ def test_file_without_tables(tmp_path: Path) -> None:
 
 
 def test_empty_tables(tmp_path: Path) -> None:
-    path = tmp_path / "empty.db"
-    con = duckdb.connect(str(path))
-    create_all(con)
-    con.close()
-    view, health = _read(path, _req("7 days"))
+    view, health = _read(empty_db(tmp_path / "empty.db"), _req("7 days"))
     assert not view.has_bars
     assert not view.has_analytics
     assert view.end is None
@@ -511,11 +506,7 @@ def test_figures_are_valid_and_small(db: Path, lookback: str, tf: str) -> None:
 
 @pytest.mark.usefixtures("strict_figures")
 def test_figures_of_an_empty_view_say_why(tmp_path: Path) -> None:
-    path = tmp_path / "empty.db"
-    con = duckdb.connect(str(path))
-    create_all(con)
-    con.close()
-    view, health = _read(path, _req("1 h"))
+    view, health = _read(empty_db(tmp_path / "empty.db"), _req("1 h"))
     figs = {**charts.pair_figures(view, "BTCUSDT", 2.0, 0.5), **charts.health_figures(health)}
     for fig in figs.values():
         as_dict = _check(fig)

@@ -8,7 +8,6 @@ scanner opening a pair in the pair view.
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,12 +20,14 @@ from streamlit.testing.v1 import AppTest
 from dashboard import charts, pair_view, strategy_view, ui
 from pairflow.testing import RECORDING
 from pairflow.timeutil import UTC
-from tests.flowutil import run_flow, settings_for
+from tests.flowutil import run_clusters, run_flow, settings_for, synthetic_symbols
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 TIMEOUT = 60
 STRATEGIES = "default:model=ols,entry=2,exit=0.5;kal:model=kalman,entry=1.5,exit=0"
-SYMS = tuple(f"SYN{i:02d}" for i in range(12))
+SYMS = synthetic_symbols(12)
+
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture(scope="module")
@@ -41,28 +42,8 @@ def strat_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scan_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic clusters universe of 12 symbols (66 pairs), all scanned."""
     db = tmp_path_factory.mktemp("scan") / "universe.db"
-    run_flow(
-        settings_for(
-            db,
-            source="synthetic",
-            synthetic_universe="clusters",
-            synthetic_duration_s="125",
-            synthetic_rate="4",
-            symbols=",".join(SYMS),
-            pairs="all",
-            windows="1s=60",
-            scan_every="1s=10",
-        )
-    )
+    run_clusters(db, SYMS, duration_s=125)
     return db
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PAIRFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PAIRFLOW_REDIS_URL", "")
 
 
 def run_app(monkeypatch: pytest.MonkeyPatch, db: Path, **env: str) -> AppTest:

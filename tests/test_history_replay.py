@@ -12,6 +12,7 @@ import sources.replay as replay_mod
 from pairflow.records import SourceClock, Tick
 from sources.history.progress import Progress
 from sources.replay import ReplaySource, ReplayState
+from tests.flowutil import drain
 from tests.test_history_dumps import DAY, _write, trades_lines
 
 if TYPE_CHECKING:
@@ -51,16 +52,6 @@ def dumps(tmp_path_factory, recording):
 def part_of(paths, speed=None, batch=1000, resume=None, every=None):
     src = ReplaySource(paths, speed, symbols=SYMBOLS, batch_size=batch, progress_every_s=every)
     return src.build_part("input", src.list_parts()[0], resume)
-
-
-def drain(part, limit=100_000) -> list:
-    out = []
-    for _ in range(limit):
-        try:
-            out += part.next_batch()
-        except StopIteration:
-            return out
-    raise AssertionError("did not end")
 
 
 @pytest.mark.parametrize("single", [True, False])

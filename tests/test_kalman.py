@@ -19,6 +19,8 @@ from __future__ import annotations
 import decimal
 import math
 import pickle
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -144,22 +146,21 @@ def test_init_is_the_windows_ols_with_its_covariance() -> None:
 
 
 @pytest.mark.parametrize("window", [60, 300])
-def test_filter_equals_statsmodels_on_the_recording(
-    real_logs: tuple[np.ndarray, np.ndarray], window: int
+@pytest.mark.parametrize(
+    ("reference", "tol"),
+    [(partial(statsmodels_filter, centred=True), TOL), (exact_decimal, 1e-9)],
+    ids=["statsmodels", "exact_decimal_recursion"],
+)
+def test_filter_equals_the_reference_on_the_recording(
+    real_logs: tuple[np.ndarray, np.ndarray],
+    window: int,
+    reference: Callable[..., np.ndarray],
+    tol: float,
 ) -> None:
     y, x = real_logs
     got = ours(y, x, window, DELTA)
     assert len(got) == len(y) - window
-    assert worst(got, statsmodels_filter(y, x, window, DELTA, centred=True)) <= TOL
-
-
-@pytest.mark.parametrize("window", [60, 300])
-def test_filter_equals_exact_decimal_recursion_on_the_recording(
-    real_logs: tuple[np.ndarray, np.ndarray], window: int
-) -> None:
-    y, x = real_logs
-    got = ours(y, x, window, DELTA)
-    assert worst(got, exact_decimal(y, x, window, DELTA)) <= 1e-9
+    assert worst(got, reference(y, x, window, DELTA)) <= tol
 
 
 def test_literal_theta_statsmodels_is_close_but_less_exact_on_the_recording(

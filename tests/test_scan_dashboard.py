@@ -14,27 +14,15 @@ import pytest
 from dashboard import scanner
 from pairflow.config import parse_pairs
 from sources.synthetic import planted_pairs
-from tests.flowutil import run_flow, settings_for
+from tests.flowutil import run_clusters, synthetic_symbols
 
-SYMS = tuple(f"SYN{i:02d}" for i in range(8))
+SYMS = synthetic_symbols(8)
 
 
 @pytest.fixture(scope="module")
 def scan_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("scan") / "scan.db"
-    run_flow(
-        settings_for(
-            db,
-            source="synthetic",
-            synthetic_universe="clusters",
-            synthetic_duration_s="125",  # ends mid-interval: the last scan is full
-            synthetic_rate="4",
-            symbols=",".join(SYMS),
-            pairs="all",
-            windows="1s=60",
-            scan_every="1s=10",
-        )
-    )
+    run_clusters(db, SYMS, duration_s=125)  # ends mid-interval: the last scan is full
     return db
 
 

@@ -12,7 +12,7 @@ from pairflow.testing.oracle import read_table
 from pairflow.timeutil import dt_to_ms, now_ms
 from sources.replay import ReplayPartition, ReplayState, open_lines
 from sources.synthetic import SyntheticParams, SyntheticPartition
-from tests.flowutil import run_flow, settings_for
+from tests.flowutil import drain, run_flow, settings_for
 
 
 def frames_and_clocks(batch: list) -> tuple[list[bytes], list[int]]:
@@ -21,16 +21,6 @@ def frames_and_clocks(batch: list) -> tuple[list[bytes], list[int]]:
     frames = [x for x in batch if not isinstance(x, SourceClock)]
     assert all(isinstance(x, SourceClock) for x in batch[len(frames) :])
     return frames, clocks
-
-
-def drain(part, limit: int = 10_000) -> list[bytes]:
-    out: list[bytes] = []
-    for _ in range(limit):
-        try:
-            out += part.next_batch()
-        except StopIteration:
-            return out
-    raise AssertionError("source did not end")
 
 
 def test_replay_max_speed_emits_every_line_in_order_then_ends(recording):

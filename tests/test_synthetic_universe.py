@@ -16,13 +16,9 @@ from sources.synthetic import (
     cluster_layout,
     planted_pairs,
 )
-from tests.flowutil import run_flow, settings_for
+from tests.flowutil import run_clusters, settings_for, synthetic_symbols
 
 CLUSTERS = SyntheticParams(universe="clusters", rate=5.0)
-
-
-def symbols(n: int) -> tuple[str, ...]:
-    return tuple(f"SYN{i:02d}" for i in range(n))
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 12, 20, 30, 100])
@@ -35,7 +31,7 @@ def test_cluster_layout_covers_every_symbol_once(n: int) -> None:
 
 
 def test_planted_pairs_are_the_pairs_inside_clusters_oriented_like_pairs_all() -> None:
-    syms = symbols(12)
+    syms = synthetic_symbols(12)
     assert cluster_layout(12) == (((0, 1), (2, 3, 4), (5, 6, 7, 8)), (9, 10, 11))
     planted = planted_pairs(syms)
     assert len(planted) == 1 + 3 + 6
@@ -47,7 +43,7 @@ def test_planted_pairs_are_the_pairs_inside_clusters_oriented_like_pairs_all() -
 
 
 def test_clusters_universe_is_deterministic_and_resumable() -> None:
-    syms = symbols(12)
+    syms = synthetic_symbols(12)
     a = SyntheticPartition(syms, CLUSTERS, 3, 60, 400, None)
     b = SyntheticPartition(syms, CLUSTERS, 3, 60, 400, None)
     first = a.next_batch()
@@ -76,19 +72,8 @@ def test_planted_pairs_rank_on_top_and_unrelated_pairs_are_rarely_discoveries(
 ) -> None:
     """12 symbols (66 pairs, 10 planted), 1s bars, W=90, 4 simulated minutes at 5 trades/s."""
     db = tmp_path / "universe.db"
-    syms = symbols(12)
-    settings = settings_for(
-        db,
-        source="synthetic",
-        synthetic_universe="clusters",
-        synthetic_duration_s="240",
-        synthetic_rate="5",
-        symbols=",".join(syms),
-        pairs="all",
-        windows="1s=90",
-        scan_every="1s=5",
-    )
-    run_flow(settings)
+    syms = synthetic_symbols(12)
+    run_clusters(db, syms, duration_s=240, rate=5, windows="1s=90", scan_every="1s=5")
     scan = read_table(db, "scan", "tf, ts, rank")
     planted = {f"{y}/{x}" for y, x in planted_pairs(syms)}
     k = len(planted)

@@ -10,15 +10,23 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import redis
 
+from pairflow.config import COMMON_DEFAULTS
 from pairflow.testing import RECORDING, REDIS_URL, ROOT
+
+DEFAULT_WINDOWS = COMMON_DEFAULTS["WINDOWS"]
+"""The flow's default analytics windows (``1s=300,1m=120,5m=60``)."""
 
 PASS_PAUSE_MS = 1_000
 """Trade-time pause between two copies of the recording in a repeated file."""
@@ -67,6 +75,11 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def run_stamp() -> str:
+    """``<machine>, commit <hash>, <date time>``: where and when a report was measured."""
+    return f"{machine()}, commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M')}"
+
+
 def new_prefix(kind: str = "bench") -> str:
     """A unique Redis key prefix for one run."""
     return f"{kind}:{uuid.uuid4().hex[:10]}:"
@@ -95,9 +108,63 @@ def flow_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def replay_settings(
+    recording: Path, db: Path, prefix: str, windows: str, **extra: str
+) -> dict[str, str]:
+    """Settings (names without ``PAIRFLOW_``) of a max-speed replay of ``recording``.
+
+    Into the DuckDB file ``db``, with the Redis tee on the real Redis under ``prefix``
+    and analytics at ``windows``; ``extra`` adds or overrides settings
+    (``replay_speed="1"``, ``replay_loop="1"``...).
+    """
+    return {
+        "source": f"replay:{recording}",
+        "replay_speed": "max",
+        "db": str(db),
+        "redis_url": REDIS_URL,
+        "redis_prefix": prefix,
+        "windows": windows,
+        **extra,
+    }
+
+
 def settings_env(**settings: str) -> dict[str, str]:
     """Only the ``PAIRFLOW_*`` settings, for ``load_settings(env)`` in-process."""
     return {f"PAIRFLOW_{k.upper()}": v for k, v in settings.items()}
+
+
+def run_timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
+    """Wall seconds from ``Popen`` to exit of ``cmd`` (fails loudly on a non-zero exit)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        msg = f"{cmd} exited {proc.returncode}: {proc.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    return dt
+
+
+@contextmanager
+def flow_process(
+    env: dict[str, str], log: IO[str], prefix: str, stop_timeout_s: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python dataflow.py`` as a user runs it, with ``env``, output to ``log``.
+
+    On leaving: SIGTERM (the flow's graceful stop), a kill if it has not exited within
+    ``stop_timeout_s``, and the run's Redis keys under ``prefix`` deleted.
+    """
+    proc = subprocess.Popen(  # noqa: S603 - fixed command line
+        [sys.executable, str(ROOT / "dataflow.py")], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        delete_prefix(prefix)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -39,8 +39,8 @@ import duckdb
 
 from pairflow.testing import ROOT
 from pairflow.testing.bench import (
+    DEFAULT_WINDOWS,
     RECORDING,
-    REDIS_URL,
     delete_prefix,
     git_commit,
     machine,
@@ -48,10 +48,10 @@ from pairflow.testing.bench import (
     md_table,
     new_prefix,
     percentile,
+    replay_settings,
     settings_env,
 )
 
-DEFAULT_WINDOWS = "1s=300,1m=120,5m=60"
 _UNLOCKED = re.compile(r"unlocked after ([0-9.]+) s")
 
 
@@ -202,16 +202,7 @@ def run_writer(recording: Path, db: Path, prefix: str, windows: str) -> WriterRu
     from pairflow.config import load_settings
     from sinks import duckdb_sink
 
-    settings = load_settings(
-        settings_env(
-            source=f"replay:{recording}",
-            replay_speed="max",
-            db=str(db),
-            redis_url=REDIS_URL,
-            redis_prefix=prefix,
-            windows=windows,
-        )
-    )
+    settings = load_settings(settings_env(**replay_settings(recording, db, prefix, windows)))
     handler = _LockLog()
     logger = logging.getLogger("sinks.duckdb_sink")
     old_level = logger.level

@@ -28,8 +28,6 @@ import argparse
 import gc
 import os
 import pickle
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,21 +49,21 @@ import dataflow
 from operators import ingest as ingest_stage
 from pairflow import shutdown
 from pairflow.config import load_settings
-from pairflow.testing import ROOT
 from pairflow.testing.bench import (
+    DEFAULT_WINDOWS,
     RECORDING,
     REDIS_URL,
     delete_prefix,
     flow_env,
-    git_commit,
-    machine,
+    flow_process,
     md_table,
     new_prefix,
+    replay_settings,
+    run_stamp,
     settings_env,
 )
 
 MB = 2**20
-DEFAULT_WINDOWS = "1s=300,1m=120,5m=60"
 
 
 @dataclass
@@ -91,16 +89,9 @@ class Sample:
 
 def soak_settings(db: Path, prefix: str, windows: str, maxlen: int) -> dict[str, str]:
     """Settings (names without ``PAIRFLOW_``) of a max-speed loop replay."""
-    return {
-        "source": f"replay:{RECORDING}",
-        "replay_speed": "max",
-        "replay_loop": "1",
-        "db": str(db),
-        "redis_url": REDIS_URL,
-        "redis_prefix": prefix,
-        "redis_maxlen": str(maxlen),
-        "windows": windows,
-    }
+    return replay_settings(
+        RECORDING, db, prefix, windows, replay_loop="1", redis_maxlen=str(maxlen)
+    )
 
 
 def _db_mb(db: Path) -> float:
@@ -128,30 +119,23 @@ def run_process_soak(
     prefix = new_prefix("soak")
     db = tmp / "soak-process.db"
     env = flow_env(**soak_settings(db, prefix, windows, maxlen))
-    log = (tmp / "soak-process.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "dataflow.py")], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    client = redis.Redis.from_url(REDIS_URL)
-    ps = psutil.Process(proc.pid)
     samples: list[Sample] = []
-    started = time.monotonic()
-    try:
-        while (elapsed := time.monotonic() - started) < seconds and proc.poll() is None:
-            time.sleep(min(every, max(0.0, seconds - elapsed)))
-            rss = ps.memory_info().rss / MB
-            t = time.monotonic() - started
-            samples.append(Sample(t, rss, _teed(client, prefix), _db_mb(db)))
-            print(f"  process t={t:6.1f}s rss={rss:7.1f} MB", file=sys.stderr)
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    with (
+        (tmp / "soak-process.log").open("w") as log,
+        flow_process(env, log, prefix, stop_timeout_s=120) as proc,
+    ):
+        client = redis.Redis.from_url(REDIS_URL)
+        ps = psutil.Process(proc.pid)
+        started = time.monotonic()
         try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        client.close()
-        delete_prefix(prefix)
-        log.close()
+            while (elapsed := time.monotonic() - started) < seconds and proc.poll() is None:
+                time.sleep(min(every, max(0.0, seconds - elapsed)))
+                rss = ps.memory_info().rss / MB
+                t = time.monotonic() - started
+                samples.append(Sample(t, rss, _teed(client, prefix), _db_mb(db)))
+                print(f"  process t={t:6.1f}s rss={rss:7.1f} MB", file=sys.stderr)
+        finally:
+            client.close()
     if proc.returncode not in (0, None):
         print((tmp / "soak-process.log").read_text()[-3000:], file=sys.stderr)
     return samples
@@ -401,7 +385,7 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else 0.2 * args.seconds
     print(
         f"soak {args.seconds:.0f} s, loop replay at max speed, windows {args.windows}, "
-        f"{machine()}, commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M')}\n"
+        f"{run_stamp()}\n"
     )
     with tempfile.TemporaryDirectory(prefix="pairflow-soak-") as tmp_s:
         tmp = Path(tmp_s)

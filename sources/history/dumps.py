@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 import re
 import zipfile
 from collections.abc import Iterator
@@ -315,6 +316,14 @@ def _raw(line: str) -> str:
     return line[:RAW_KEEP_CHARS]
 
 
+_strip_line_end = operator.methodcaller("rstrip", "\r\n")
+
+
+def _data_lines(fh: IO[str]) -> Iterator[str]:
+    """The non-empty lines of ``fh`` without their line ends (in C: no Python call a line)."""
+    return filter(None, map(_strip_line_end, fh))
+
+
 def _open_rows(spec: DumpSpec, skip: int) -> IO[str]:
     """The dump's text, positioned after the header and ``skip`` non-empty data rows.
 
@@ -368,10 +377,7 @@ def _tick_entries(spec: DumpSpec, index: int, skip: int) -> Iterator[Entry]:
     pos = skip
     last_t, last_id = 0, -1
     with _open_rows(spec, skip) as fh:
-        for line in fh:
-            text = line.rstrip("\r\n")
-            if not text:
-                continue
+        for text in _data_lines(fh):
             fields = text.split(",")
             pos += 1
             try:
@@ -424,10 +430,7 @@ def _klines(fh: IO[str], spec: DumpSpec, index: int, pos: int) -> Iterator[Entry
     tf_ms = KLINE_TF_MS[tf]
     div = spec.time_div
     last_t, last_id = 0, -1
-    for line in fh:
-        text = line.rstrip("\r\n")
-        if not text:
-            continue
+    for text in _data_lines(fh):
         fields = text.split(",")
         pos += 1
         reason = kline_reason(fields, spec)
