@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import math
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.api as sm
 from bytewax.dataflow import Dataflow
 from bytewax.operators import input as op_input
 from bytewax.operators import output as op_output
 from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from statsmodels.tsa.stattools import adfuller, coint
 
-from operators.analytics import (
-    PRE_GRID_MAX_BARS,
-    PairAnalyticsLogic,
-    advance,
-    ingest,
-    new_state,
-    pair_analytics_op,
-    pair_key,
-    route,
-)
+from operators.analytics import PairAnalyticsLogic, new_state, pair_analytics_op, pair_key, route
+from operators.pair_grid import PRE_GRID_MAX_BARS, advance, ingest
 from pairflow.records import AnalyticsRow, Bar, Stat, Watermark
 from pairflow.testing import RECORDING
+from pairflow.testing.analytics_oracle import expected_row
 from pairflow.testing.oracle import one_second_closes
 
 Y, X = "BTCUSDT", "ETHUSDT"
@@ -89,24 +79,8 @@ def run_logic(
 
 
 def oracle(y_close: np.ndarray, x_close: np.ndarray) -> dict[str, float | None]:
-    """Independent statsmodels/numpy computation of one window's statistics."""
-    y, x = np.log(y_close), np.log(x_close)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = sm.OLS(y, sm.add_constant(x)).fit()
-        s = np.asarray(fit.resid)
-        lam = sm.OLS(np.diff(s), sm.add_constant(s[:-1])).fit().params[1]
-        out = {
-            "alpha": float(fit.params[0]),
-            "beta": float(fit.params[1]),
-            "spread": float(s[-1]),
-            "zscore": float((s[-1] - s.mean()) / s.std(ddof=1)),
-            "corr": float(np.corrcoef(np.diff(y), np.diff(x))[0, 1]),
-            "adf_pvalue": float(adfuller(s, regression="c", autolag="AIC", result_object=True)[1]),
-            "eg_pvalue": float(coint(y, x, trend="c", autolag="aic")[1]),
-            "half_life": float(-math.log(2) / math.log(1 + lam)) if -1 < lam < 0 else None,
-        }
-    return out
+    """Independent statsmodels computation of one window's statistics (the shared oracle)."""
+    return expected_row(pd.DataFrame({"y": y_close, "x": x_close}))
 
 
 TOL = {  # (rel, abs)

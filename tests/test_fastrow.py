@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from statsmodels.tsa.stattools import adfuller, coint
 
-from operators.analytics import PairAnalyticsLogic, half_life, new_state
+from operators.analytics import PairAnalyticsLogic, new_state
+from operators.pair_row import half_life
 from pairflow.config import ConfigError, load_settings
 from pairflow.records import AnalyticsRow
 from pairflow.stats import cointegration, fastrow

@@ -1,0 +1,248 @@
+"""One ``analytics`` row: a grid point into the rolling windows and hedge models, the row out.
+
+The definitions are those of docs/design.md, "Analytics definitions":
+
+* **Window.** y = ln(close_Y), x = ln(close_X) on the last ``W`` grid points; no
+  row until ``W`` grid points exist, so the first row of a key comes ``W - 1``
+  intervals after ``t0`` (defaults: 1s W=300 → 5 min, 1m W=120 → 2 h,
+  5m W=60 → 5 h of data; a restart without a recovery snapshot starts over).
+* **Statistics.** alpha, beta: OLS of y on [1, x]; spread = y - alpha - beta x
+  under the current fit (evaluated as ``(y - mean y) - beta (x - mean x)``, the
+  same number in exact arithmetic, without the rounding of the float alpha);
+  zscore = (spread_t - mean(spreads)) / std(spreads, ddof=1),
+  with mean(spreads) = 0 and std from the residual sum of squares, all O(1) from the
+  rolling sums (:class:`pairflow.stats.rolling.RollingPair`); corr = Pearson of the
+  ``W - 1`` log returns (O(1)); adf_pvalue and eg_pvalue equal statsmodels'
+  ``adfuller(spreads, "c", autolag="AIC")`` and ``coint(y, x, "c", autolag="aic")``
+  (:mod:`pairflow.stats.cointegration`, O(W) vectorised); half_life =
+  -ln 2 / ln(1 + lambda) in *bars of the timeframe* from OLS of dspread on
+  [1, spread_{t-1}] (O(W) vectorised), ``None`` if lambda >= 0 or 1 + lambda <= 0.
+  With ``PAIRFLOW_NUMBA`` (``auto``: from 8 keys on) spreads, half-life and both
+  tests are one compiled call per row (:mod:`pairflow.stats.fastrow`; same agreement).
+* **Undefined values** (a constant leg, zero spread variance...) are ``None``,
+  never NaN or inf.
+* **Hedge models.** Each :class:`~pairflow.stats.hedge.HedgeModel` (the Kalman filter
+  of docs/design.md "Hedge models" by default, ``PAIRFLOW_KALMAN_DELTA``) starts at the first
+  row (grid index ``W - 1``) from that window and steps once per later grid point;
+  its outputs fill ``{name}_alpha, _beta, _spread, _zscore``. If the first window
+  cannot start it (a constant leg), it tries again at the next row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from operators.pair_state import GridPoint, PairState
+from pairflow.records import AnalyticsRow
+from pairflow.stats.cointegration import SQRTEPS, adf_maxlag, spread_tests
+from pairflow.stats.cointegration import _pvalue as pvalue
+from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, kernel
+from pairflow.stats.hedge import NO_OUT
+from pairflow.stats.rolling import OlsFit, RollingPair, scalars
+
+_SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwise sum)
+
+_TINY_SPREAD_REL = 1e3 * float(np.finfo(np.double).eps)
+"""Spreads below this times the log-price level are rounding noise: treated as zero."""
+
+_KERNEL_OUT = np.empty(N_OUT)
+"""The kernel's output buffer (a worker is one thread; read right after each call)."""
+
+
+def finite_or_none(v: float | None) -> float | None:
+    """``v`` as a Python float, or ``None`` if it is ``None``, NaN or infinite."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def fill(state: PairState, p: GridPoint) -> None:
+    """Close of each leg at ``p`` (own bar or carried forward); updates the legs' carry."""
+    y_close = p.y_bar if p.y_bar is not None else state.y.close
+    x_close = p.x_bar if p.x_bar is not None else state.x.close
+    if y_close is None or x_close is None:  # pragma: no cover - t0 guarantees a close
+        msg = f"{state.key}: no close at or before {p.t}"
+        raise RuntimeError(msg)
+    state.y.close = p.y_close = y_close
+    state.x.close = p.x_close = x_close
+    p.ly = math.log(y_close)
+    p.lx = math.log(x_close)
+
+
+def compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
+    """Add grid point ``p`` to the rolling windows and models; the row once ``W`` points exist.
+
+    Also saves in ``p`` what a restart after it needs.
+    """
+    ly, lx = p.ly, p.lx
+    state.levels.push(ly, lx)
+    if state.prev_log is not None:
+        state.rets.push(ly - state.prev_log[0], lx - state.prev_log[1])
+    state.prev_log = (ly, lx)
+    state.grid_points += 1
+    row = None
+    if state.grid_points >= state.window:
+        with_p = (state.grid_points - state.window) % state.pvalue_every == 0
+        stats = window_stats(state.levels, state.rets, with_pvalues=with_p, compiled=state.compiled)
+        for i, model in enumerate(state.models):
+            hs = state.hedge_states[i]
+            if hs is None:
+                wy, wx = state.levels.window()
+                hs, ho = model.init(wy, wx)
+            else:
+                hs, ho = model.update(hs, ly, lx)
+            if hs is not state.hedge_states[i]:
+                states = list(state.hedge_states)
+                states[i] = hs
+                state.hedge_states = tuple(states)
+            if ho is not NO_OUT:
+                n = model.name
+                stats[f"{n}_alpha"], stats[f"{n}_beta"] = ho.alpha, ho.beta
+                stats[f"{n}_spread"], stats[f"{n}_zscore"] = ho.spread, ho.zscore
+        row = AnalyticsRow(
+            pair=state.pair,
+            tf=state.tf,
+            ts_ms=p.t,
+            window=state.window,
+            y_close=p.y_close,
+            x_close=p.x_close,
+            y_filled=p.y_bar is None,
+            x_filled=p.x_bar is None,
+            **stats,
+        )
+    p.levels = scalars(state.levels)
+    p.rets = scalars(state.rets)
+    p.hedge = state.hedge_states
+    return row
+
+
+def window_stats(
+    levels: RollingPair, rets: RollingPair, *, with_pvalues: bool = True, compiled: bool = False
+) -> dict[str, float | None]:
+    """Statistics of the current window (docs/design.md "Analytics definitions").
+
+    Args:
+        levels: Rolling (y, x) log prices; the newest pair is the row's.
+        rets: Rolling (dy, dx) log returns of the same window.
+        with_pvalues: Compute ``adf_pvalue``/``eg_pvalue`` (else ``None``).
+        compiled: Half-life and tests through the compiled row kernel if numba is
+            installed (:mod:`pairflow.stats.fastrow`).
+
+    Returns:
+        ``alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life,
+        spread_std`` (the window spreads' standard deviation, ddof=1, the z-score's
+        denominator), each a finite float or ``None``.
+    """
+    res: dict[str, float | None] = dict.fromkeys(
+        (
+            "alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue",
+            "half_life", "spread_std",
+        )
+    )  # fmt: skip
+    res["corr"] = finite_or_none(rets.corr())
+    fit = levels.ols()
+    if fit is None:  # x constant (or < 2 points): hedge ratio undefined
+        return res
+    dy_t, dx_t = levels.last_deviation()
+    res["alpha"] = finite_or_none(fit.alpha)
+    res["beta"] = finite_or_none(fit.beta)
+    # spread_t = y_t - alpha - beta x_t = (y_t - mean y) - beta (x_t - mean x) exactly;
+    # it is also spread_t - mean(spreads), as OLS residuals with an intercept sum to 0.
+    centred = dy_t - fit.beta * dx_t
+    res["spread"] = finite_or_none(centred)
+    n = fit.n
+    res["spread_std"] = finite_or_none(math.sqrt(max(fit.ssr, 0.0) / (n - 1)))
+    tiny = (_TINY_SPREAD_REL * max(1.0, abs(fit.mean_a))) ** 2 * n
+    if fit.ssr <= tiny:
+        return res  # spreads are (numerically) constant: z, tests, half-life undefined
+    res["zscore"] = finite_or_none(centred / math.sqrt(fit.ssr / (n - 1)))
+    kern = kernel() if compiled else None
+    if kern is not None:
+        return _compiled_tail(kern, levels, fit, res, with_pvalues)
+    spreads = levels.residuals(fit.beta)
+    res["half_life"] = half_life(spreads)
+    if with_pvalues:
+        _test_pvalues(res, spreads, fit.rsquared)
+    return res
+
+
+def _test_pvalues(res: dict[str, float | None], spreads: np.ndarray, rsq: float | None) -> None:
+    """``adf_pvalue`` and ``eg_pvalue`` of ``spreads`` into ``res`` (numpy path)."""
+    tests = spread_tests(spreads, rsq)
+    if tests.adf is not None:
+        res["adf_pvalue"] = finite_or_none(tests.adf.pvalue)
+    if tests.eg is not None:
+        res["eg_pvalue"] = finite_or_none(tests.eg.pvalue)
+
+
+def half_life(spreads: np.ndarray) -> float | None:
+    """Mean-reversion half-life in grid intervals: -ln 2 / ln(1 + lambda).
+
+    ``lambda`` is the slope of OLS of ``dspread_t`` on ``[1, spread_{t-1}]``.
+
+    Returns:
+        The half-life, or ``None`` if lambda >= 0 (no mean reversion), 1 + lambda <= 0,
+        or ``spread_{t-1}`` is constant.
+    """
+    m = spreads.shape[0] - 1
+    if m < 2:
+        return None
+    lag = spreads[:-1]
+    d = spreads[1:] - lag  # np.diff
+    # sum(a) / m is exactly a.mean() (the same pairwise sum, one division), cheaper.
+    lc = lag - _SUM(lag) / m
+    sxx = float(lc @ lc)
+    if not sxx > 0.0:
+        return None
+    d -= _SUM(d) / m
+    return _half_life_from(float(lc @ d) / sxx)
+
+
+def _half_life_from(lam: float) -> float | None:
+    """``-ln 2 / ln(1 + lam)``; ``None`` unless ``-1 < lam < 0``."""
+    if not (lam < 0.0 and 1.0 + lam > 0.0):
+        return None
+    return finite_or_none(-math.log(2.0) / math.log1p(lam))
+
+
+def _compiled_tail(
+    kern: Callable[..., int],
+    levels: RollingPair,
+    fit: OlsFit,
+    res: dict[str, float | None],
+    with_pvalues: bool,
+) -> dict[str, float | None]:
+    """Half-life and p-values of :func:`window_stats` through the compiled row kernel.
+
+    Windows the kernel declines (a failed pivot check, R^2 ~ 1, a short window) take
+    the numpy path of :func:`~pairflow.stats.cointegration.spread_tests`.
+    """
+    n = fit.n
+    rsq = fit.rsquared
+    p = adf_maxlag(n, "c")
+    fast = (
+        with_pvalues
+        and rsq is not None
+        and rsq < 1 - 100 * SQRTEPS
+        and p >= 0
+        and p == adf_maxlag(n, "n")
+    )
+    out = _KERNEL_OUT
+    status = kern(
+        levels.buf_a, levels.buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
+        levels.s_a, levels.s_b, fit.beta, p if fast else -1, out,
+    )  # fmt: skip
+    if status & OK_HALF_LIFE:
+        res["half_life"] = _half_life_from(float(out[0]))
+    if not with_pvalues:
+        return res
+    if status & OK_TESTS:
+        res["adf_pvalue"] = finite_or_none(pvalue(float(out[1]), "c", 1))
+        res["eg_pvalue"] = finite_or_none(pvalue(float(out[5]), "c", 2))
+        return res
+    _test_pvalues(res, levels.residuals(fit.beta), rsq)
+    return res
