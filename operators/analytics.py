@@ -21,6 +21,10 @@ Each ``(pair, tf)`` key (``"Y/X|tf"``, e.g. ``"BTCUSDT/ETHUSDT|1s"``) owns one
 
 The signals are not made here: the strategies (:mod:`operators.strategies`) run on
 the ``analytics`` rows.
+
+Importing this module (done by ``dataflow.build``) does not import numpy or the
+statistics: :class:`PairAnalyticsLogic` imports :mod:`operators.pair_grid` (and with
+it :mod:`pairflow.stats`) when the first key's logic is made.
 """
 
 from __future__ import annotations
@@ -33,17 +37,16 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.pair_grid import advance, ingest
 from operators.pair_state import (
     Output,
     PairState,
+    check_params,
     new_state,
     pair_key,
     parse_pair_key,
     snapshot_state,
 )
 from pairflow.records import AnalyticsRow, Bar, Stat, Watermark
-from pairflow.stats.fastrow import use_compiled
 
 __all__ = [
     "PairAnalyticsLogic",
@@ -69,8 +72,12 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
     """
 
     def __init__(self, resume: PairState | None, make: Callable[[str], PairState]) -> None:
+        from operators.pair_grid import advance, ingest  # numpy and the statistics: here
+
         self.state = resume
         self._make = make
+        self._ingest = ingest
+        self._advance = advance
 
     def on_batch(self, values: list[tuple[str, Bar | Watermark]]) -> tuple[Iterable[Output], bool]:
         """Ingest a batch (legs interleaved arbitrarily), then emit what became ready."""
@@ -78,8 +85,8 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
             self.state = self._make(values[0][0])
         state = self.state
         for _, item in values:
-            ingest(state, item)
-        return advance(state), StatefulBatchLogic.RETAIN
+            self._ingest(state, item)
+        return self._advance(state), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         """No timers: nothing to do."""
@@ -89,7 +96,7 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
         """Flush up to the last interval in which either leg traded."""
         if self.state is None:
             return [], StatefulBatchLogic.RETAIN
-        return advance(self.state, eof=True), StatefulBatchLogic.RETAIN
+        return self._advance(self.state, eof=True), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> PairState | None:
         """A copy of the state that later batches cannot change (:func:`snapshot_state`)."""
@@ -155,14 +162,23 @@ def pair_analytics_op(
 
     Returns:
         The ``rows`` and ``stats`` streams.
-    """
-    for tf, w in windows.items():  # validate early
-        new_state(pair_key("A", "B", tf), w, pvalue_every, kalman_delta)
 
-    compiled = use_compiled(len(pairs) * len(windows), numba)
+    Raises:
+        ValueError: on a bad window, ``pvalue_every``, ``kalman_delta`` or ``numba``
+            (here, while the flow is built; no state is made, nothing imports numpy).
+    """
+    from pairflow.config import parse_numba  # the one parser of PAIRFLOW_NUMBA
+
+    for tf, w in windows.items():  # validate early
+        check_params(tf, w, pvalue_every, kalman_delta)
+    numba = parse_numba(numba)
+    keys = len(pairs) * len(windows)
 
     def make(key: str) -> PairState:
+        from pairflow.stats.fastrow import use_compiled
+
         tf = parse_pair_key(key)[2]
+        compiled = use_compiled(keys, numba)
         return new_state(key, windows[tf], pvalue_every, kalman_delta, compiled=compiled)
 
     keyed = op.flat_map("route", bars, lambda item: route(item, pairs, windows))

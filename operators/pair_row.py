@@ -26,11 +26,15 @@ The definitions are those of docs/design.md, "Analytics definitions":
   row (grid index ``W - 1``) from that window and steps once per later grid point;
   its outputs fill ``{name}_alpha, _beta, _spread, _zscore``. If the first window
   cannot start it (a constant leg), it tries again at the next row.
+
+This module imports numpy and the statistics; :mod:`operators.analytics` imports it
+(through :mod:`operators.pair_grid`) only when the first key's logic is made.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -45,7 +49,7 @@ from pairflow.stats.rolling import OlsFit, RollingPair, scalars
 
 _SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwise sum)
 
-_TINY_SPREAD_REL = 1e3 * float(np.finfo(np.double).eps)
+_TINY_SPREAD_REL = 1e3 * sys.float_info.epsilon
 """Spreads below this times the log-price level are rounding noise: treated as zero."""
 
 _KERNEL_OUT = np.empty(N_OUT)

@@ -5,6 +5,10 @@ both legs (:class:`LegState`: bars not yet on the grid, how far each leg has
 passed), the two rolling windows, the hedge-model states and the last
 ``W + horizon + 1`` placed grid points (:class:`GridPoint`, what a restart after
 an amendment needs, docs/design.md "Amendments: outputs follow the final bars").
+
+Importing this module does not import numpy: the rolling windows and hedge models
+(:mod:`pairflow.stats`) are imported by :func:`new_state`, where the first arrays
+of a key are made, so building a flow stays cheap.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import copy
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pairflow.records import AnalyticsRow, Stat
-from pairflow.stats.fastrow import use_compiled
-from pairflow.stats.hedge import HedgeModel, KalmanHedge
-from pairflow.stats.rolling import RollingPair, RollingScalars
 from pairflow.timeutil import TF_MS
+
+if TYPE_CHECKING:
+    from pairflow.stats.hedge import HedgeModel
+    from pairflow.stats.rolling import RollingPair, RollingScalars
 
 AMEND_HORIZON_MS = 300_000
 """How far back an amended bar may still arrive (``operators.bars.AMEND_HORIZON_MS``)."""
@@ -170,6 +175,29 @@ class PairState:
 _ROW_FIELDS = frozenset(AnalyticsRow.__dataclass_fields__)
 
 
+def check_params(
+    tf: str, window: int, pvalue_every: int = 1, kalman_delta: float | None = 0.01
+) -> None:
+    """Validate the parameters of :func:`new_state` (without making any state).
+
+    Raises:
+        ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1`` or
+            a negative or non-finite ``kalman_delta``.
+    """
+    if tf not in TF_MS:
+        msg = f"unknown timeframe {tf!r}; use one of {', '.join(TF_MS)}"
+        raise ValueError(msg)
+    if window < 3:
+        msg = f"window must be >= 3 grid points, got {window}"
+        raise ValueError(msg)
+    if pvalue_every < 1:
+        msg = f"pvalue_every must be >= 1, got {pvalue_every}"
+        raise ValueError(msg)
+    if kalman_delta is not None and not (math.isfinite(kalman_delta) and kalman_delta >= 0.0):
+        msg = f"kalman_delta must be a finite number >= 0, got {kalman_delta}"
+        raise ValueError(msg)
+
+
 def new_state(
     key: str,
     window: int,
@@ -192,24 +220,20 @@ def new_state(
             (:func:`pairflow.stats.fastrow.use_compiled`).
 
     Raises:
-        ValueError: on an unknown timeframe, ``window < 3``, ``pvalue_every < 1``
-            or a negative ``kalman_delta``.
+        ValueError: as :func:`check_params` (the message names ``key``).
     """
+    from pairflow.stats.fastrow import use_compiled
+    from pairflow.stats.hedge import KalmanHedge
+    from pairflow.stats.rolling import RollingPair
+
     y, x, tf = parse_pair_key(key)
-    if tf not in TF_MS:
-        msg = f"unknown timeframe {tf!r} in {key!r}; use one of {', '.join(TF_MS)}"
-        raise ValueError(msg)
-    if window < 3:
-        msg = f"window must be >= 3 grid points, got {window}"
-        raise ValueError(msg)
-    if pvalue_every < 1:
-        msg = f"pvalue_every must be >= 1, got {pvalue_every}"
-        raise ValueError(msg)
+    try:
+        check_params(tf, window, pvalue_every, kalman_delta)
+    except ValueError as e:
+        msg = f"{key}: {e}"
+        raise ValueError(msg) from None
     models: tuple[HedgeModel, ...] = ()
     if kalman_delta is not None:
-        if not (math.isfinite(kalman_delta) and kalman_delta >= 0.0):
-            msg = f"kalman_delta must be a finite number >= 0, got {kalman_delta}"
-            raise ValueError(msg)
         models = (KalmanHedge(float(kalman_delta)),)
     for m in models:
         missing = {f"{m.name}_{c}" for c in ("alpha", "beta", "spread", "zscore")} - _ROW_FIELDS

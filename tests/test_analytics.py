@@ -507,6 +507,40 @@ def test_new_state_rejects_bad_parameters() -> None:
         new_state(KEY, 30, kalman_delta=-1.0)
 
 
+def test_building_the_operator_imports_neither_numpy_nor_the_statistics() -> None:
+    """A flow builds without numpy (start-up); the first key's logic loads the statistics."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import bytewax.operators as op\n"
+        "from bytewax.dataflow import Dataflow\n"
+        "from bytewax.testing import TestingSource\n"
+        "from operators.analytics import PairAnalyticsLogic, pair_analytics_op\n"
+        "flow = Dataflow('f')\n"
+        "pair_analytics_op('pa', op.input('in', flow, TestingSource([])), (('A', 'B'),),"
+        " {'1s': 30, '1m': 20}, numba='auto')\n"
+        "def loaded():\n"
+        "    return sorted(m for m in sys.modules if m.partition('.')[0] == 'numpy'"
+        " or m.startswith('pairflow.stats'))\n"
+        "print(loaded())\n"
+        "PairAnalyticsLogic(None, lambda k: None)\n"
+        "print('numpy' in loaded(), 'pairflow.stats.cointegration' in loaded())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "True True"]
+
+
+def test_operator_rejects_bad_parameters_while_the_flow_is_built() -> None:
+    flow = Dataflow("bad_params")
+    inp = op_input("inp", flow, TestingSource([]))
+    with pytest.raises(ValueError, match="window"):
+        pair_analytics_op("pa", inp, ((Y, X),), {"1s": 2})
+    with pytest.raises(ValueError, match="PAIRFLOW_NUMBA"):
+        pair_analytics_op("pb", inp, ((Y, X),), {"1s": 30}, numba="maybe")
+
+
 def test_dataflow_pair_analytics_end_to_end_with_testing_source() -> None:
     n = 90
     yc, xc = synthetic_pair(n, 13)
