@@ -28,7 +28,7 @@ from pathlib import Path
 
 import plotly.io as pio
 
-from dashboard import cache, charts, pair_view, pipeline_health, snapshot
+from dashboard import cache, health_charts, pair_charts, pair_view, pipeline_health, snapshot
 from dashboard import db as dbio
 from pairflow.testing.dbgen import GenSpec, generate_db
 
@@ -46,8 +46,8 @@ def refresh(
         view, health = snapshot.load_snapshot(con, req, db, health_max_age_s=health_max_age_s)
     t1 = time.perf_counter()
     figs = {
-        **charts.pair_figures(view, req.y, 2.0, 0.5),
-        **charts.health_figures(health),
+        **pair_charts.pair_figures(view, req.y, 2.0, 0.5),
+        **health_charts.health_figures(health),
     }
     points = 0
     for fig in figs.values():

@@ -9,8 +9,11 @@ cached reads in :mod:`dashboard.app_data`). Reading, by job:
 :mod:`dashboard.db` (read-only open with lock retry), :mod:`dashboard.pair_view` (the pair
 view), :mod:`dashboard.cache` (downsampled buckets kept between refreshes),
 :mod:`dashboard.pipeline_health` (pipeline health), :mod:`dashboard.snapshot` (one refresh),
-:mod:`dashboard.redis_streams`. Presentation: :mod:`dashboard.charts` (every Plotly
-figure), :mod:`dashboard.export` (the Data tab's table and CSV). Tables and columns
+:mod:`dashboard.redis_streams`. Presentation: the Plotly figures by view,
+:mod:`dashboard.pair_charts`, :mod:`dashboard.strategy_charts` and
+:mod:`dashboard.health_charts` (their shared look and helpers in
+:mod:`dashboard.chart_base`), and :mod:`dashboard.export` (the Data tab's table and
+CSV). Tables and columns
 come from :mod:`sinks.schema`. The dashboard computes no statistics; it only reads
 (and downsamples) what the flow wrote.
 """

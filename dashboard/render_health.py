@@ -3,14 +3,14 @@
 Throughput, rejects, late ticks, reconnects, gaps, warm start, amendments, Redis
 streams and table sizes.
 
-Queries are in :mod:`dashboard.pipeline_health`, figures in :mod:`dashboard.charts`.
+Queries are in :mod:`dashboard.pipeline_health`, figures in :mod:`dashboard.health_charts`.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, pair_view, pipeline_health
+from dashboard import health_charts, pair_view, pipeline_health
 from dashboard.app_config import AppConfig
 from dashboard.app_data import redis_lengths
 from dashboard.ui import fmt_bytes, fmt_number, fmt_time, kpi, pd_time, plotly_chart, table_height
@@ -81,7 +81,7 @@ def render_health_tab(
     kpi(cols[5], "DB size", fmt_bytes(health.db_bytes))
     render_warmup(health)
 
-    figs = charts.health_figures(health)
+    figs = health_charts.health_figures(health)
     left, right = st.columns(2)
     with left:
         plotly_chart(figs["rate"], key="chart_rate")

@@ -1,6 +1,6 @@
 """The Pair analytics view: the KPI row over every view, and the pair's seven charts.
 
-Queries are in :mod:`dashboard.pair_view`, figures in :mod:`dashboard.charts`.
+Queries are in :mod:`dashboard.pair_view`, figures in :mod:`dashboard.pair_charts`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from dashboard import charts, pair_view
+from dashboard import pair_charts, pair_view
 from dashboard.app_config import AppConfig, Controls
 from dashboard.ui import STALE_AFTER_S, fmt_age, fmt_number, fmt_price, fmt_time, kpi, plotly_chart
 from pairflow.timeutil import TF_MS
@@ -130,7 +130,7 @@ def render_pair_tab(
         )
     if not view.has_analytics:
         top.info(window_message(cfg, req, grid_points))
-    figs = charts.pair_figures(view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman)
+    figs = pair_charts.pair_figures(view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman)
     for row in PAIR_LAYOUT:
         for col, name in zip(st.columns(len(row)), row, strict=True):
             with col:

@@ -1,6 +1,6 @@
 """The Strategy view: one paper strategy's KPIs, equity, drawdown and closed trades.
 
-Queries are in :mod:`dashboard.strategy_view`, figures in :mod:`dashboard.charts`.
+Queries are in :mod:`dashboard.strategy_view`, figures in :mod:`dashboard.strategy_charts`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import charts, pair_view
+from dashboard import pair_view, strategy_charts
 from dashboard import strategy_view as sv
 from dashboard.app_config import Controls
 from dashboard.ui import fmt_number, kpi, plotly_chart
@@ -61,7 +61,7 @@ def render_strategy_tab(view: pair_view.ViewData, data: sv.StrategyData, ctl: Co
             f"No results of strategy '{data.strategy}' for {data.pair} at {data.tf} yet: "
             "strategies run on the analytics rows, so they start when the window is full."
         )
-    figs = charts.strategy_figures(view, data)
+    figs = strategy_charts.strategy_figures(view, data)
     left, right = st.columns(2)
     with left:
         plotly_chart(figs["equity"], key="chart_equity")

@@ -16,7 +16,17 @@ import plotly.graph_objects as go
 import pytest
 import redis
 
-from dashboard import cache, charts, export, pair_view, pipeline_health, redis_streams, snapshot
+from dashboard import (
+    cache,
+    chart_base,
+    export,
+    health_charts,
+    pair_charts,
+    pair_view,
+    pipeline_health,
+    redis_streams,
+    snapshot,
+)
 from dashboard import db as dbio
 from dashboard.pair_view import LOOKBACKS, ViewRequest
 from pairflow.redis_keys import stream_key
@@ -467,7 +477,7 @@ def test_redis_unreachable_is_a_friendly_error_without_the_password() -> None:
 
 @pytest.fixture
 def strict_figures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(charts, "VALIDATE", True)
+    monkeypatch.setattr(chart_base, "VALIDATE", True)
 
 
 def _check(fig: go.Figure) -> dict:
@@ -480,8 +490,11 @@ def _check(fig: go.Figure) -> dict:
 @pytest.mark.parametrize(("lookback", "tf"), [("15 min", "1s"), ("7 days", "1s"), ("1 day", "5m")])
 def test_figures_are_valid_and_small(db: Path, lookback: str, tf: str) -> None:
     view, health = _read(db, _req(lookback, tf))
-    figs = {**charts.pair_figures(view, "ETHUSDT", 2.0, 0.5), **charts.health_figures(health)}
-    assert list(figs) == [*charts.PAIR_CHARTS, *charts.HEALTH_CHARTS]
+    figs = {
+        **pair_charts.pair_figures(view, "ETHUSDT", 2.0, 0.5),
+        **health_charts.health_figures(health),
+    }
+    assert list(figs) == [*pair_charts.PAIR_CHARTS, *health_charts.HEALTH_CHARTS]
     for name, fig in figs.items():
         as_dict = _check(fig)
         assert as_dict["data"], name
@@ -507,7 +520,10 @@ def test_figures_are_valid_and_small(db: Path, lookback: str, tf: str) -> None:
 @pytest.mark.usefixtures("strict_figures")
 def test_figures_of_an_empty_view_say_why(tmp_path: Path) -> None:
     view, health = _read(empty_db(tmp_path / "empty.db"), _req("1 h"))
-    figs = {**charts.pair_figures(view, "BTCUSDT", 2.0, 0.5), **charts.health_figures(health)}
+    figs = {
+        **pair_charts.pair_figures(view, "BTCUSDT", 2.0, 0.5),
+        **health_charts.health_figures(health),
+    }
     for fig in figs.values():
         as_dict = _check(fig)
         assert as_dict["layout"]["annotations"][0]["text"].startswith("No")
@@ -515,7 +531,7 @@ def test_figures_of_an_empty_view_say_why(tmp_path: Path) -> None:
 
 def test_figure_time_axis_is_epoch_ms(db: Path) -> None:
     view, _ = _read(db, _req("15 min"))
-    legs = charts.legs_figure(view)
+    legs = pair_charts.legs_figure(view)
     first_ms = float(legs.data[0].x[0])
     assert first_ms == view.leg("BTCUSDT")["t"].iloc[0].timestamp() * 1000
     assert legs.layout.xaxis.type == "date"

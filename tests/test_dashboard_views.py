@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts, pair_view, strategy_view, ui
+from dashboard import pair_charts, pair_view, strategy_view, ui
 from pairflow.testing import RECORDING
 from pairflow.timeutil import UTC
 from tests.flowutil import run_clusters, run_flow, settings_for, synthetic_symbols
@@ -142,12 +142,12 @@ def test_z_chart_marks_the_selected_strategys_signals(strat_db: Path) -> None:
             ).fetchone()[0]
             assert want > 0
             assert len(view.signals) == want
-            fig = charts.zscore_figure(view, 2.0, 0.5, kalman=name == "kal")
+            fig = pair_charts.zscore_figure(view, 2.0, 0.5, kalman=name == "kal")
             markers = [t for t in fig.data if t.mode == "markers"]
             assert sum(len(t.x) for t in markers) == want
             names = {t.name for t in fig.data}
             assert ("Kalman z" in names) == (name == "kal")
-            beta = charts.beta_figure(view)
+            beta = pair_charts.beta_figure(view)
             assert {t.name for t in beta.data} == {"OLS β", "Kalman β"}
 
 
