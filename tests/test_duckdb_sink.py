@@ -14,6 +14,7 @@ import pytest
 from pairflow.records import AnalyticsRow, Bar, Gap, Reject, Retract, RetractFrom, Signal, Stat
 from pairflow.testing.ticks import BASE_MS
 from pairflow.timeutil import TIMEFRAMES
+from sinks import duckdb_sink
 from sinks.duckdb_sink import DuckDBPartition, HeldConnection, PendingRows
 from sinks.schema import _RECORD_MAPS, TABLES, create_all, record_map
 
@@ -223,8 +224,15 @@ def test_old_files_are_migrated_in_place_keeping_their_rows(tmp_path):
         con.close()
 
 
+@pytest.fixture(params=["values", "numpy"])
+def batch_path(request, monkeypatch) -> str:
+    """Both write paths: small batches as a VALUES list, large ones as NumPy columns."""
+    monkeypatch.setattr(duckdb_sink, "SMALL_BATCH_ROWS", 10**9 if request.param == "values" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("cls", sorted(RECORD_TYPES, key=lambda c: c.__name__))
-def test_every_registered_record_type_round_trips_through_its_table(tmp_path, cls):
+def test_every_registered_record_type_round_trips_through_its_table(tmp_path, cls, batch_path):
     """Fill every field with a distinct value, write it, read it back column by column."""
     rmap = record_map(cls)
     table = rmap.table
@@ -311,6 +319,43 @@ def test_retractions_of_unknown_tables_or_keys_are_refused(tmp_path):
         pending.add(RetractFrom("strategies", ("x",), 0))
     with pytest.raises(TypeError, match="unsupported record"):
         pending.add(object())
+
+
+def test_both_write_paths_store_none_and_nan_as_null_and_the_same_rows(tmp_path, batch_path):
+    def row(i: int, beta: float | None) -> AnalyticsRow:
+        return AnalyticsRow(
+            "BTCUSDT/ETHUSDT", "1s", BASE_MS + 1000 * i, 300, 10.0 + i, 5.0, 0.1, beta,
+            None, None, 0.5, None, None, None, i % 2 == 0, False,
+        )  # fmt: skip
+
+    db = tmp_path / f"{batch_path}.db"
+    part = DuckDBPartition(db, batch_rows=100, flush_ms=10_000, resume=None)
+    part.write_batch([row(0, 1.5), row(1, None), row(2, float("nan"))])
+    part.close()
+    got = rows(
+        db,
+        "SELECT epoch_ms(ts) - ?, y_close, beta, spread, corr, y_filled FROM analytics "
+        "ORDER BY ts".replace("?", str(BASE_MS)),
+    )
+    assert got == [
+        (0, 10.0, 1.5, None, 0.5, True),
+        (1000, 11.0, None, None, 0.5, False),
+        (2000, 12.0, None, None, 0.5, True),
+    ]
+
+
+def test_a_small_flush_needs_no_numpy(tmp_path):
+    code = (
+        "import sys\n"
+        "from sinks.duckdb_sink import DuckDBPartition\n"
+        "from pairflow.records import Bar\n"
+        f"p = DuckDBPartition(__import__('pathlib').Path({str(tmp_path / 'n.db')!r}), 1, 0, None)\n"
+        "p.write_batch([Bar('BTCUSDT', '1s', 0, 1., 1., 1., 1., 1., 1., 1, 0., None, None)])\n"
+        "p.close()\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_importing_and_flushing_the_sink_never_imports_pandas(tmp_path):
