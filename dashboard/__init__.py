@@ -1,7 +1,9 @@
 """Streamlit + Plotly dashboard: a thin, read-only view of the flow's DuckDB tables.
 
 ``streamlit run dashboard`` runs :mod:`dashboard.streamlit_app`, the page skeleton
-(sidebar, view selector, live fragment). One module draws each view:
+(sidebar, view selector, live fragment); :mod:`dashboard.launch` (``python -m
+dashboard``, the demo, the tests) starts it through :mod:`dashboard.serve`, which imports
+the page's modules before the first session. One module draws each view:
 :mod:`dashboard.render_pair`, :mod:`dashboard.render_strategy`, :mod:`dashboard.scanner`,
 :mod:`dashboard.render_health`, :mod:`dashboard.render_data` (shared display helpers in
 :mod:`dashboard.ui`; settings and sidebar choices in :mod:`dashboard.app_config`; the

@@ -1,9 +1,10 @@
 """Start the dashboard as a subprocess (for the demo, the browser test and humans).
 
-``start_dashboard(8501, "data/quant_data.db")`` runs ``streamlit run dashboard`` from
-the repository root (so ``.streamlit/config.toml`` applies), bound to 127.0.0.1 and
-headless, prints the URL and returns the :class:`subprocess.Popen`;
-``with serve_dashboard(...)`` also waits until it is up and stops it afterwards.
+``start_dashboard(8501, "data/quant_data.db")`` runs ``streamlit run dashboard`` (via
+:mod:`dashboard.serve`, which imports the page's modules first) from the repository
+root (so ``.streamlit/config.toml`` applies), bound to 127.0.0.1 and headless, prints
+the URL and returns the :class:`subprocess.Popen`; ``with serve_dashboard(...)`` also
+waits until it is up and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def dashboard_command(port: int, address: str = "127.0.0.1") -> list[str]:
-    """The ``streamlit run dashboard`` command line for ``port``."""
+    """The command line of a dashboard server on ``address:port``.
+
+    ``streamlit run dashboard`` through :mod:`dashboard.serve`, which imports what the
+    page needs before the server starts, so that a new server's first page is as fast
+    as the next ones.
+    """
     return [
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "dashboard"),
+        "dashboard.serve",
         "--server.address",
         address,
         "--server.port",

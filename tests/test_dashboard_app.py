@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import app_config, render_pair, ui
+from dashboard import app_config, launch, render_pair, ui
 from dashboard.pair_view import LOOKBACKS
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC, now_utc
@@ -365,3 +365,34 @@ def test_streamlit_config_binds_loopback() -> None:
     cfg = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["address"] == "127.0.0.1"
     assert cfg["browser"]["gatherUsageStats"] is False
+
+
+def test_launcher_binds_loopback_through_the_warm_entry() -> None:
+    cmd = launch.dashboard_command(8599)
+    assert cmd[1:3] == ["-m", "dashboard.serve"]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.port") + 1] == "8599"
+
+
+WARM_CHECK = """
+import sys
+from dashboard import serve
+serve.warm_up()
+before = set(sys.modules)
+import dashboard.streamlit_app
+print(sorted(set(sys.modules) - before - {"dashboard.streamlit_app"}))
+"""
+
+
+def test_warm_up_imports_everything_the_page_imports() -> None:
+    """A new server's first session must find the page's modules already imported."""
+    run = subprocess.run(
+        [sys.executable, "-c", WARM_CHECK],
+        cwd=Path(APP).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert run.stdout.strip() == "[]", f"imported by the page, not warmed up: {run.stdout}"
+    assert "No runtime found" not in run.stderr  # the warm-up keeps Streamlit's log clean
