@@ -304,14 +304,16 @@ def _existing(con: _Connection) -> _Existing:
     columns: dict[str, dict[str, bool]] = {}
     for table, name, nullable in con.execute(
         "SELECT table_name, column_name, is_nullable FROM duckdb_columns() "
-        "WHERE schema_name = 'main' ORDER BY table_name, column_index"
+        "WHERE database_name = current_database() AND schema_name = 'main' "
+        "ORDER BY table_name, column_index"
     ).fetchall():
         columns.setdefault(table, {})[name] = bool(nullable)
     keys = {
         table: tuple(cols)
         for table, cols in con.execute(
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
-            "WHERE schema_name = 'main' AND constraint_type = 'PRIMARY KEY'"
+            "WHERE database_name = current_database() AND schema_name = 'main' "
+            "AND constraint_type = 'PRIMARY KEY'"
         ).fetchall()
     }
     return _Existing(columns, keys)

@@ -444,3 +444,20 @@ def test_held_connection_closes_the_file_when_a_flush_fails(tmp_path):
     with pytest.raises(duckdb.Error):
         held.run(lambda con: con.execute("SELECT * FROM missing_table"), timeout_s=5)
     assert not held.is_open
+
+
+def test_create_all_reads_only_the_current_database_not_attached_ones(tmp_path):
+    other = duckdb.connect(str(tmp_path / "other.db"))
+    create_all(other)  # a complete pairflow file...
+    other.close()
+    con = duckdb.connect(str(tmp_path / "main.db"))
+    con.execute(f"ATTACH '{tmp_path / 'other.db'}' AS other")  # ...attached to a new one
+    assert create_all(con) == []
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    con.close()
+    assert tables == set(TABLES)
