@@ -10,9 +10,9 @@ A second table measures lock contention: a writer process that behaves like the
 flow's DuckDB sink (open read-write, upsert a few rows, close, every 250 ms) runs
 while the dashboard refreshes back to back.
 
-    uv run python benchmarks/dashboard.py            # 7 days of 1s bars, 2 symbols
-    uv run python benchmarks/dashboard.py --quick    # 1 day
-    uv run python benchmarks/dashboard.py --db FILE  # an existing database
+    uv run python benchmarks/dashboard_refresh.py            # 7 days of 1s bars, 2 symbols
+    uv run python benchmarks/dashboard_refresh.py --quick    # 1 day
+    uv run python benchmarks/dashboard_refresh.py --db FILE  # an existing database
 """
 
 from __future__ import annotations
@@ -122,15 +122,13 @@ def _writer(db: str, stop: mp.synchronize.Event, period_s: float, out: mp.Queue)
         t1 = time.perf_counter()
         con.execute("BEGIN TRANSACTION")
         con.execute(
-            "INSERT OR REPLACE INTO bars SELECT symbol, tf, open_time + to_seconds(?), open, "
-            "high, low, close, volume, quote_volume, vwap, trades, taker_buy_volume, "
-            "first_trade_id, last_trade_id FROM bars WHERE tf = '1s' AND open_time = ?",
+            "INSERT OR REPLACE INTO bars SELECT * REPLACE (open_time + to_seconds(?) AS "
+            "open_time) FROM bars WHERE tf = '1s' AND open_time = ?",
             [k, bar_t],
         )
         con.execute(
-            'INSERT OR REPLACE INTO analytics SELECT pair, tf, ts + to_seconds(?), "window", '
-            "y_close, x_close, alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, "
-            "half_life, y_filled, x_filled FROM analytics WHERE tf = '1s' AND ts = ?",
+            "INSERT OR REPLACE INTO analytics SELECT * REPLACE (ts + to_seconds(?) AS ts) "
+            "FROM analytics WHERE tf = '1s' AND ts = ?",
             [k, ana_t],
         )
         con.execute("COMMIT")
