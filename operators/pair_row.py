@@ -236,8 +236,9 @@ def _compiled_tail(
         and p == adf_maxlag(n, "n")
     )
     out = _KERNEL_OUT
+    buf_a, buf_b = levels.views()  # the kernel takes ndarrays (cached zero-copy views)
     status = kern(
-        levels.buf_a, levels.buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
+        buf_a, buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
         levels.s_a, levels.s_b, fit.beta, p if fast else -1, out,
     )  # fmt: skip
     if status & OK_HALF_LIFE:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -267,9 +268,9 @@ def _copy_leg(leg: LegState) -> LegState:
 
 
 def _copy_rolling(roll: RollingPair) -> RollingPair:
-    c = copy.copy(roll)
-    c.buf_a = roll.buf_a.copy()
-    c.buf_b = roll.buf_b.copy()
+    c = copy.copy(roll)  # without the numpy views it may cache (RollingPair.__getstate__)
+    c.buf_a = array("d", roll.buf_a)
+    c.buf_b = array("d", roll.buf_b)
     return c
 
 

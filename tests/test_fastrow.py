@@ -64,8 +64,9 @@ def test_kernel_equals_numpy_path_and_statsmodels(
     out = np.empty(fastrow.N_OUT)
     kern = fastrow.kernel()
     assert kern is not None
+    buf_a, buf_b = roll.views()  # ndarray views of the array.array buffers
     status = kern(
-        roll.buf_a, roll.buf_b, roll.head, roll.n, roll.anchor_a, roll.anchor_b,
+        buf_a, buf_b, roll.head, roll.n, roll.anchor_a, roll.anchor_b,
         roll.s_a, roll.s_b, fit.beta, p, out,
     )  # fmt: skip
     assert status == fastrow.OK_HALF_LIFE | fastrow.OK_TESTS
@@ -98,7 +99,7 @@ def test_python_kernel_is_the_compiled_one() -> None:
     roll = window(100, 2, (0.5, 0.3))
     fit = roll.ols()
     assert fit is not None
-    args = (roll.buf_a, roll.buf_b, roll.head, roll.n, roll.anchor_a, roll.anchor_b)
+    args = (*roll.views(), roll.head, roll.n, roll.anchor_a, roll.anchor_b)
     a, b = np.empty(fastrow.N_OUT), np.empty(fastrow.N_OUT)
     kern = fastrow.kernel()
     assert kern is not None

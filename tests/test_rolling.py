@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
+from array import array
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -13,7 +15,7 @@ import statsmodels.api as sm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pairflow.stats.rolling import RollingPair
+from pairflow.stats.rolling import RollingPair, restore, scalars
 
 RTOL = 1e-6
 EPS = float(np.finfo(float).eps)
@@ -275,6 +277,97 @@ def test_rolling_state_pickles_and_continues_identically() -> None:
         a.push(y[i], x[i])
         b.push(y[i], x[i])
     assert a.ols() == b.ols()
+
+
+def test_rolling_buffers_are_arrays_and_the_cached_views_alias_them() -> None:
+    rp = RollingPair.create(4)
+    assert type(rp.buf_a) is array and rp.buf_a.typecode == "d"
+    assert list(rp.buf_a) == list(rp.buf_b) == [0.0] * 8
+    va, vb = rp.views()
+    assert rp.views()[0] is va and rp.views()[1] is vb  # made once
+    for i in range(6):
+        rp.push(1.0 + i, -1.0 - i)
+        assert list(va) == list(rp.buf_a) and list(vb) == list(rp.buf_b)
+    rp.buf_a = array("d", rp.buf_a)  # a replaced buffer gets a new view
+    assert rp.views()[0] is not va and list(rp.views()[0]) == list(va)
+
+
+def test_rolling_copies_and_pickles_leave_the_cached_views_out() -> None:
+    rp = RollingPair.create(5)
+    for i in range(7):
+        rp.push(1.0 + 0.1 * i, 2.0 - 0.05 * i)
+    rp.views()
+    assert "_views" in vars(rp)
+    assert "_views" not in rp.__getstate__()
+    c = copy.copy(rp)
+    assert "_views" not in vars(c)
+    assert c._views is None
+    for other in (c, pickle.loads(pickle.dumps(rp))):
+        assert other == rp
+        assert [list(v) for v in other.window()] == [list(v) for v in rp.window()]
+    # A copy with its own buffers (what snapshots do) is independent of the original.
+    c.buf_a, c.buf_b = array("d", rp.buf_a), array("d", rp.buf_b)
+    c.push(9.0, 9.0)
+    assert rp.last() != (9.0, 9.0) and c.last() == (9.0, 9.0)
+    assert c.views()[0][c.head + c.n - 1] == 9.0
+
+
+@pytest.mark.parametrize("pushed", [0, 1, 3, 6, 7, 8, 11, 13, 20])
+def test_restore_rebuilds_the_window_exactly_at_any_ring_position(pushed: int) -> None:
+    rng = np.random.default_rng(pushed)
+    vals = (11 + np.cumsum(rng.normal(0, 1e-4, pushed + 10))).tolist()
+    a = RollingPair.create(7)
+    for v in vals[:pushed]:
+        a.push(v, 2 * v)
+    wa, wb = (list(map(float, v)) for v in a.window())
+    b = RollingPair.create(7)
+    b.push(5.0, 5.0)  # restore overwrites whatever was there
+    view_a, _ = b.views()  # ... in place, while numpy views export the buffers
+    restore(b, scalars(a), wa, wb)
+    assert b.views()[0] is view_a
+    assert scalars(b) == scalars(a)
+    for k in range(a.n):  # value k at (head + k) % cap and cap further
+        pos = (a.head + k) % 7
+        for buf, ref in ((b.buf_a, a.buf_a), (b.buf_b, a.buf_b)):
+            assert buf[pos] == buf[pos + 7] == ref[pos]
+    assert len(b.buf_a) == len(b.buf_b) == 14
+    for v in vals[pushed:]:
+        a.push(v, 2 * v)
+        b.push(v, 2 * v)
+        assert scalars(b) == scalars(a)
+        assert [list(x) for x in b.window()] == [list(x) for x in a.window()]
+
+
+def test_restore_rejects_a_window_of_the_wrong_length() -> None:
+    a = RollingPair.create(5)
+    for i in range(3):
+        a.push(float(i), float(i))
+    with pytest.raises(ValueError, match="window"):
+        restore(RollingPair.create(5), scalars(a), [0.0, 1.0], [0.0, 1.0])
+
+
+def test_rolling_window_before_it_fills_needs_no_numpy() -> None:
+    """Pushes, sums, OLS and correlation of a window not yet full import no numpy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, copy, pickle\n"
+        "from pairflow.stats.rolling import RollingPair, restore, scalars\n"
+        "rp = RollingPair.create(50)\n"
+        "for i in range(49):\n"
+        "    rp.push(11.0 + 1e-4 * ((i * 7) % 13), 8.0 + 1e-4 * ((i * 5) % 11))\n"
+        "fit = rp.ols()\n"
+        "rp.corr(), rp.var(), rp.means(), rp.last_deviation(), copy.copy(rp)\n"
+        "r2 = pickle.loads(pickle.dumps(rp))\n"
+        "restore(RollingPair.create(50), scalars(rp), list(rp.buf_a[:49]), list(rp.buf_b[:49]))\n"
+        "ok = fit is not None and fit.rsquared is not None\n"
+        "print(ok, rp.recomputes, 'numpy' in sys.modules)\n"
+        "rp.push(11.0, 8.0)\n"  # the W-th push: the periodic exact recompute (numpy)
+        "print(rp.recomputes, 'numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["True 0 False", "1 True"]
 
 
 def run_long(n_updates: int, w: int, check_every: int) -> None:

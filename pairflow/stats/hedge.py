@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from array import array
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -126,8 +127,8 @@ class OlsHedge:
     def update(self, state: RollingPair, y: float, x: float) -> tuple[RollingPair, HedgeOut]:
         """Push one point into a copy of the window."""
         roll = copy.copy(state)
-        roll.buf_a = state.buf_a.copy()
-        roll.buf_b = state.buf_b.copy()
+        roll.buf_a = array("d", state.buf_a)
+        roll.buf_b = array("d", state.buf_b)
         roll.push(y, x)
         return roll, self._out(roll)
 

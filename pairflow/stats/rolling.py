@@ -22,16 +22,26 @@ avoids that in three ways:
 The window values live in a doubled ring buffer (each value written at ``i`` and
 ``i + capacity``), so :meth:`RollingPair.window` returns a contiguous, ordered
 numpy view in O(1), ready for vectorised work (ADF, half-life).
+
+The buffers are ``array.array("d")``, not numpy arrays, and this module imports numpy
+only where vector maths starts (:meth:`~RollingPair.recompute`, :meth:`~RollingPair.
+window`, :meth:`~RollingPair.views` ..., local imports): a key that has not filled its
+first window yet (a short run) never loads numpy, and :meth:`~RollingPair.push` is
+plain Python (scalar ``array`` indexing is also cheaper than numpy's). The numpy
+views of the buffers (``np.frombuffer``, zero-copy) are made once per buffer and
+cached on the object, outside its pickled state.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 GUARD_REL = 1e-4
 """Recompute when a centred sum of squares falls below this fraction of its mass."""
@@ -39,6 +49,11 @@ GUARD_REL = 1e-4
 SSR_GUARD_REL = 1e-6
 """Recompute the OLS residual sum of squares directly when it is below this fraction
 of the dependent variable's centred sum of squares (R^2 above 1 - 1e-6)."""
+
+
+def _zeros(size: int) -> array[float]:
+    """``size`` zeroed doubles as an ``array.array("d")`` (no numpy)."""
+    return array("d", bytes(8 * size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +86,22 @@ class RollingPair:
     """Rolling window of pairs ``(a, b)`` with O(1) moments, OLS and correlation.
 
     Create with :meth:`create`; feed with :meth:`push`. All fields are plain floats,
-    ints and two numpy arrays, so the object pickles (bytewax snapshots).
+    ints and two ``array.array("d")`` buffers, so the object pickles (bytewax
+    snapshots). A copy must copy the buffers too (``array("d", buf)``); the numpy
+    views of :meth:`views` are not part of the pickled (or ``copy.copy``) state.
 
     Attributes:
         capacity: Window length ``W`` (number of pairs kept).
         recompute_every: Exact recompute period in updates (default ``capacity``).
+        buf_a: Doubled ring buffer of ``a`` (``2 * capacity`` doubles).
+        buf_b: The same for ``b``.
         n: Number of pairs currently in the window (``<= capacity``).
     """
 
     capacity: int
     recompute_every: int
-    buf_a: np.ndarray = field(repr=False)
-    buf_b: np.ndarray = field(repr=False)
+    buf_a: array[float] = field(repr=False)
+    buf_b: array[float] = field(repr=False)
     head: int = 0
     n: int = 0
     anchor_a: float = 0.0
@@ -96,6 +115,14 @@ class RollingPair:
     mass_b: float = 0.0
     since: int = 0
     recomputes: int = 0
+    _views: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    """``(buf_a, buf_b, view_a, view_b)``: the numpy views of :meth:`views` (not pickled)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (and ``copy.copy``) state: every field but the cached numpy views."""
+        state = self.__dict__.copy()
+        state.pop("_views", None)
+        return state
 
     @classmethod
     def create(cls, capacity: int, recompute_every: int | None = None) -> RollingPair:
@@ -118,14 +145,29 @@ class RollingPair:
         return cls(
             capacity=capacity,
             recompute_every=every,
-            buf_a=np.zeros(2 * capacity),
-            buf_b=np.zeros(2 * capacity),
+            buf_a=_zeros(2 * capacity),
+            buf_b=_zeros(2 * capacity),
         )
 
     @property
     def full(self) -> bool:
         """True once ``capacity`` pairs are in the window."""
         return self.n == self.capacity
+
+    def views(self) -> tuple[np.ndarray, np.ndarray]:
+        """``buf_a`` and ``buf_b`` as numpy arrays (zero-copy views, made once). O(1).
+
+        Writable views of the whole doubled buffers (``2 * capacity``), for the
+        vector paths and the compiled row kernel; they see every later :meth:`push`.
+        Made again if a buffer was replaced (a copy's new buffers).
+        """
+        v = self._views
+        if v is None or v[0] is not self.buf_a or v[1] is not self.buf_b:
+            import numpy as np
+
+            a, b = self.buf_a, self.buf_b
+            v = self._views = (a, b, np.frombuffer(a), np.frombuffer(b))
+        return v[2], v[3]
 
     def push(self, a: float, b: float) -> None:
         """Append a pair, evicting the oldest one if the window is full. O(1) amortised.
@@ -148,8 +190,8 @@ class RollingPair:
             self.n += 1
         else:
             pos = self.head
-            oa = float(self.buf_a[pos]) - self.anchor_a
-            ob = float(self.buf_b[pos]) - self.anchor_b
+            oa = self.buf_a[pos] - self.anchor_a
+            ob = self.buf_b[pos] - self.anchor_b
             self.s_a -= oa
             self.s_b -= ob
             self.s_aa -= oa * oa
@@ -191,6 +233,8 @@ class RollingPair:
             self.s_a = self.s_b = self.s_aa = self.s_bb = self.s_ab = 0.0
             self.mass_a = self.mass_b = 0.0
             return
+        import numpy as np
+
         wa, wb = self.window()
         self.anchor_a = float(wa[np.argmin(np.abs(wa - wa.mean()))])
         self.anchor_b = float(wb[np.argmin(np.abs(wb - wb.mean()))])
@@ -210,8 +254,9 @@ class RollingPair:
         The views alias the buffer: copy them before the next :meth:`push` if you
         keep them.
         """
-        a = self.buf_a[self.head : self.head + self.n]
-        b = self.buf_b[self.head : self.head + self.n]
+        va, vb = self.views()
+        a = va[self.head : self.head + self.n]
+        b = vb[self.head : self.head + self.n]
         a.flags.writeable = False
         b.flags.writeable = False
         return a, b
@@ -226,7 +271,7 @@ class RollingPair:
             msg = "empty window"
             raise IndexError(msg)
         pos = (self.head + self.n - 1) % self.capacity
-        return float(self.buf_a[pos]), float(self.buf_b[pos])
+        return self.buf_a[pos], self.buf_b[pos]
 
     def means(self) -> tuple[float, float]:
         """Means of ``a`` and ``b`` over the window (``nan`` if empty)."""
@@ -285,6 +330,8 @@ class RollingPair:
         ssr = c_aa - beta * c_ab
         if ssr < SSR_GUARD_REL * c_aa:
             # Near-perfect fit: the subtraction above lost most digits; do it directly.
+            import numpy as np
+
             ssr = float(np.sum(np.square(self.residuals(beta))))
         ssr = max(ssr, 0.0)
         rsq = None if c_aa <= 0.0 else 1.0 - ssr / c_aa
@@ -319,8 +366,9 @@ class RollingPair:
         # deviations(), inlined (the same operations, without its read-only views).
         n = self.n
         h = self.head
-        da = (self.buf_a[h : h + n] - self.anchor_a) - self.s_a / n
-        db = (self.buf_b[h : h + n] - self.anchor_b) - self.s_b / n
+        va, vb = self.views()
+        da = (va[h : h + n] - self.anchor_a) - self.s_a / n
+        db = (vb[h : h + n] - self.anchor_b) - self.s_b / n
         db *= beta
         da -= db
         return da
@@ -365,10 +413,15 @@ def restore(
     if len(window_a) != n or len(window_b) != n:
         msg = f"restore: window of {len(window_a)}/{len(window_b)} values for n={n}"
         raise ValueError(msg)
-    pos = (roll.head + np.arange(n)) % cap
-    va = np.asarray(window_a, dtype=np.float64)
-    vb = np.asarray(window_b, dtype=np.float64)
-    roll.buf_a[pos] = va
-    roll.buf_a[pos + cap] = va
-    roll.buf_b[pos] = vb
-    roll.buf_b[pos + cap] = vb
+    # Value k of the window sits at (head + k) % cap and cap further: at most two runs.
+    # Only non-empty, equal-length slice assignments: an array exporting its buffer to
+    # numpy views (RollingPair.views) refuses any other (even an empty one).
+    head = roll.head
+    first = min(n, cap - head)
+    rest = n - first
+    for buf, window in ((roll.buf_a, window_a), (roll.buf_b, window_b)):
+        vals = array("d", window)
+        if first:
+            buf[head : head + first] = buf[head + cap : head + cap + first] = vals[:first]
+        if rest:
+            buf[:rest] = buf[cap : cap + rest] = vals[first:]
