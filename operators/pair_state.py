@@ -6,9 +6,11 @@ passed), the two rolling windows, the hedge-model states and the last
 ``W + horizon + 1`` placed grid points (:class:`GridPoint`, what a restart after
 an amendment needs, docs/design.md "Amendments: outputs follow the final bars").
 
-Importing this module does not import numpy: the rolling windows and hedge models
-(:mod:`pairflow.stats`) are imported by :func:`new_state`, where the first arrays
-of a key are made, so building a flow stays cheap.
+Importing this module does not import numpy, and neither does :func:`new_state` nor
+anything a key does before its first row: the rolling windows (``array.array``
+buffers), the hedge models and :func:`~pairflow.stats.fastrow.use_compiled` are
+numpy-free until the statistics start (the first window: :mod:`operators.pair_row`).
+They are imported by :func:`new_state`, so building a flow stays cheap.
 """
 
 from __future__ import annotations

@@ -154,3 +154,21 @@ def test_use_compiled_modes() -> None:
     with pytest.raises(ConfigError, match="PAIRFLOW_NUMBA"):
         load_settings({"PAIRFLOW_NUMBA": "maybe", "PAIRFLOW_CONFIG": ""})
     assert fastrow.PIVOT_REL == cointegration.PIVOT_REL
+
+
+def test_use_compiled_and_a_fresh_module_import_no_numpy_or_numba() -> None:
+    """A pair state asks use_compiled when it is made, before any row: no numpy yet."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pairflow.stats import fastrow\n"
+        "print(fastrow.use_compiled(1), fastrow.use_compiled(1, 'auto'),"
+        " fastrow.use_compiled(fastrow.AUTO_MIN_KEYS))\n"
+        "print('numpy' in sys.modules, 'numba' in sys.modules)\n"
+        "fastrow.python_kernel()\n"
+        "print('numpy' in sys.modules, 'numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["False False True", "False False", "True False"]

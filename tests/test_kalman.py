@@ -27,6 +27,7 @@ import pytest
 import statsmodels.api as sm
 from statsmodels.tsa.statespace.kalman_filter import KalmanFilter
 
+from pairflow.stats import kalman
 from pairflow.stats.kalman import (
     KalmanOut,
     KalmanState,
@@ -263,3 +264,27 @@ def test_outputs_are_finite_floats_and_state_is_small() -> None:
             assert isinstance(v, float) and math.isfinite(v)
     assert all(type(v) is float for v in state)
     assert len(pickle.dumps(state)) < 300
+
+
+def test_tiny_rel_is_numpys_double_eps_times_1e3() -> None:
+    assert kalman._TINY_REL == 1e3 * float(np.finfo(np.double).eps)
+
+
+def test_making_and_stepping_a_kalman_hedge_imports_no_numpy() -> None:
+    """A pair state holds its KalmanHedge from its first bar on; numpy waits for kalman_init."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pairflow.stats.hedge import KalmanHedge\n"
+        "from pairflow.stats.kalman import KalmanState, kalman_step\n"
+        "m = KalmanHedge(0.01)\n"
+        "s = KalmanState(1.5, 0.1, 7.8, 1e-4, 0.0, 1e-6, 1e-8, 1e-6, 0.0, 1e-8)\n"
+        "_, out = m.update(s, 11.0, 7.8)\n"
+        "print(out.zscore is not None, 'numpy' in sys.modules)\n"
+        "m.init([11.0, 11.1, 11.3, 11.2], [7.8, 7.85, 7.9, 7.92])\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["True False", "True"]

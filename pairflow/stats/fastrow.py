@@ -22,6 +22,10 @@ caller uses the numpy path (tests hold both equal, and both equal to statsmodels
 Compiled code is cached on disk (``cache=True``); the
 first call in a process loads it (or compiles it, ~seconds, once per machine);
 :func:`warm_up_s` reports how long that took.
+
+Importing this module imports no numpy (a pair state asks :func:`use_compiled` when
+it is made, before its first row): the kernel's module global ``np`` is bound by
+:func:`kernel` / :func:`python_kernel`, the only ways to get the kernel.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 PIVOT_REL = 1e-8
 """The same as :data:`pairflow.stats.cointegration.PIVOT_REL` (tested equal)."""
@@ -300,12 +305,20 @@ def row_kernel(
     return status | OK_TESTS
 
 
+def _bind_numpy() -> None:
+    """Import numpy and bind it as this module's ``np``, which the kernel's code uses."""
+    import numpy
+
+    globals()["np"] = numpy
+
+
 def _compile() -> Callable[..., int] | None:
     """Import numba and jit the kernel (cached on disk); ``None`` if unavailable."""
     try:
         import numba
     except ImportError:  # pragma: no cover - numba is a dependency
         return None
+    _bind_numpy()  # numba resolves the kernel's globals when it compiles
     jit = numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
     g = globals()
     for name in ("_chol", "_gather", "_search", "_refit"):
@@ -376,4 +389,5 @@ def warm_up_s() -> float | None:
 
 def python_kernel() -> Callable[..., Any]:
     """The uncompiled :func:`row_kernel` (tests; slow)."""
+    _bind_numpy()
     return row_kernel

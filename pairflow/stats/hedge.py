@@ -20,6 +20,10 @@ rolling-window OLS of docs/design.md "Analytics definitions" behind the same int
 analytics operator computes its own OLS columns together with the tests from one
 :class:`~pairflow.stats.rolling.RollingPair`; ``OlsHedge`` is for strategies, tools
 and tests that want "a hedge model").
+
+Importing this module, and making a model, imports no numpy (a pair state holds its
+models from its first bar on; numpy loads with the first window, :func:`~pairflow.
+stats.kalman.kalman_init`).
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ import copy
 import math
 from array import array
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from pairflow.stats.kalman import KalmanState, kalman_first_out, kalman_init, kalman_step
 from pairflow.stats.rolling import RollingPair
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class HedgeOut(NamedTuple):
@@ -119,6 +124,8 @@ class OlsHedge:
 
     def init(self, y_window: np.ndarray, x_window: np.ndarray) -> tuple[RollingPair, HedgeOut]:
         """Fill a fresh window with the points."""
+        import numpy as np
+
         roll = RollingPair.create(self.window)
         for a, b in zip(np.asarray(y_window).tolist(), np.asarray(x_window).tolist(), strict=True):
             roll.push(a, b)

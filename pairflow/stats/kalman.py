@@ -47,11 +47,13 @@ Edge cases (never NaN or inf):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-_TINY_REL = 1e3 * float(np.finfo(np.double).eps)
+_TINY_REL = 1e3 * sys.float_info.epsilon  # np.finfo(np.double).eps, without numpy
 """A centred sum of squares below ``n * (this * level)^2`` is rounding noise: zero."""
 
 
@@ -161,6 +163,8 @@ def kalman_init(y_window: np.ndarray, x_window: np.ndarray, delta: float) -> Kal
     if not (math.isfinite(delta) and delta >= 0.0):
         msg = f"kalman delta must be a finite number >= 0, got {delta}"
         raise ValueError(msg)
+    import numpy as np  # here, not at the top: making a KalmanHedge needs no numpy
+
     y = np.asarray(y_window, dtype=np.float64)
     x = np.asarray(x_window, dtype=np.float64)
     if y.shape != x.shape or y.ndim != 1:
