@@ -344,32 +344,22 @@ def test_both_write_paths_store_none_and_nan_as_null_and_the_same_rows(tmp_path,
     ]
 
 
-def test_a_small_flush_needs_no_numpy(tmp_path):
+@pytest.mark.parametrize(
+    ("bars", "loaded"), [(1, "[]"), (40, "['numpy']")], ids=["small-batch", "numpy-batch"]
+)
+def test_flushing_never_imports_pandas_and_a_small_batch_not_even_numpy(tmp_path, bars, loaded):
     code = (
         "import sys\n"
         "from sinks.duckdb_sink import DuckDBPartition\n"
         "from pairflow.records import Bar\n"
         f"p = DuckDBPartition(__import__('pathlib').Path({str(tmp_path / 'n.db')!r}), 1, 0, None)\n"
-        "p.write_batch([Bar('BTCUSDT', '1s', 0, 1., 1., 1., 1., 1., 1., 1, 0., None, None)])\n"
+        f"p.write_batch([Bar('BTCUSDT', '1s', 1000 * i, 1., 1., 1., 1., 1., 1., 1, 0., None, None)"
+        f" for i in range({bars})])\n"
         "p.close()\n"
-        "print('numpy' in sys.modules)\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-def test_importing_and_flushing_the_sink_never_imports_pandas(tmp_path):
-    code = (
-        "import sys\n"
-        "from sinks.duckdb_sink import DuckDBPartition\n"
-        "from pairflow.records import Bar\n"
-        f"p = DuckDBPartition(__import__('pathlib').Path({str(tmp_path / 'n.db')!r}), 1, 0, None)\n"
-        "p.write_batch([Bar('BTCUSDT', '1s', 0, 1., 1., 1., 1., 1., 1., 1, 0., None, None)])\n"
-        "p.close()\n"
-        "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == loaded
 
 
 def test_connect_rw_warns_only_when_the_lock_is_held_long(tmp_path, monkeypatch, caplog):
