@@ -23,8 +23,10 @@ The signals are not made here: the strategies (:mod:`operators.strategies`) run 
 the ``analytics`` rows.
 
 Importing this module (done by ``dataflow.build``) does not import numpy or the
-statistics: :class:`PairAnalyticsLogic` imports :mod:`operators.pair_grid` (and with
-it :mod:`pairflow.stats`) when the first key's logic is made.
+statistics: :class:`PairAnalyticsLogic` imports :mod:`operators.pair_grid` when the
+first key's logic is made, and that imports numpy and the statistics
+(:mod:`operators.pair_row`) only when a key makes its first row, after ``W`` grid
+points. A short run (fewer grid points than ``W``) never loads numpy.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
     """
 
     def __init__(self, resume: PairState | None, make: Callable[[str], PairState]) -> None:
-        from operators.pair_grid import advance, ingest  # numpy and the statistics: here
+        from operators.pair_grid import advance, ingest  # no numpy: that waits for a row
 
         self.state = resume
         self._make = make

@@ -14,6 +14,10 @@ and counted (``late_bars``; Stat ``late_bars_total``). Stats
 ``amended_points_total`` and ``recomputed_rows_total`` report the amendments. A late
 bar before the grid start that moves ``t0`` earlier rebuilds the whole grid if every
 point is still kept (else it is counted late).
+
+:mod:`operators.pair_grid` imports this module at a key's first amended bar. It
+imports no numpy itself (:func:`~pairflow.stats.rolling.restore` is plain Python):
+only recomputing a row does (:func:`operators.pair_grid.compute`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import cast
 
-from operators.pair_row import compute, fill
+from operators.pair_grid import compute, fill
 from operators.pair_state import GridPoint, Output, PairState
 from pairflow.stats.rolling import RollingPair, restore
 

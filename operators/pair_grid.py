@@ -21,17 +21,24 @@ docs/design.md, "Analytics definitions":
 * **EOF.** ``advance(eof=True)`` flushes every interval up to the last one in which
   either leg traded (forward-filling the other leg).
 
-Each placed point goes through :func:`operators.pair_row.compute` (the row).
+Each placed point goes through :func:`fill` and :func:`compute` (the rolling windows;
+from the ``W``-th point on, the row: :func:`operators.pair_row.row`).
+
+numpy and the statistics load when a key makes its first row (:mod:`operators.
+pair_row`) and the amendment code when a key first has an amended bar (:mod:`operators.
+pair_amend`; numpy only if that recomputes a row): until then (a short run) a key
+needs neither. Each is imported once and bound into this module (``_row``,
+``_apply_amendments``), so later calls pay no import.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from operators.pair_amend import apply_amendments
-from operators.pair_row import compute, fill
 from operators.pair_state import GridPoint, Output, PairState
-from pairflow.records import Bar, Stat, Watermark
+from pairflow.records import AnalyticsRow, Bar, Stat, Watermark
+from pairflow.stats.rolling import scalars
 from pairflow.timeutil import now_ms
 
 PRE_GRID_MAX_BARS = 10_000
@@ -123,6 +130,64 @@ def _start_grid(state: PairState) -> bool:
     return True
 
 
+def fill(state: PairState, p: GridPoint) -> None:
+    """Close of each leg at ``p`` (own bar or carried forward); updates the legs' carry."""
+    y_close = p.y_bar if p.y_bar is not None else state.y.close
+    x_close = p.x_bar if p.x_bar is not None else state.x.close
+    if y_close is None or x_close is None:  # pragma: no cover - t0 guarantees a close
+        msg = f"{state.key}: no close at or before {p.t}"
+        raise RuntimeError(msg)
+    state.y.close = p.y_close = y_close
+    state.x.close = p.x_close = x_close
+    p.ly = math.log(y_close)
+    p.lx = math.log(x_close)
+
+
+def _first_row(state: PairState, p: GridPoint) -> AnalyticsRow:
+    """:func:`operators.pair_row.row`, imported (numpy, the statistics) at the first row.
+
+    Rebinds this module's ``_row`` to it, so later rows call it directly.
+    """
+    from operators.pair_row import row
+
+    globals()["_row"] = row
+    return row(state, p)
+
+
+def _first_amendments(state: PairState) -> list[Output]:
+    """:func:`operators.pair_amend.apply_amendments`, imported at the first amendment.
+
+    Rebinds this module's ``_apply_amendments`` to it.
+    """
+    from operators.pair_amend import apply_amendments
+
+    globals()["_apply_amendments"] = apply_amendments
+    return apply_amendments(state)
+
+
+_row: Callable[[PairState, GridPoint], AnalyticsRow] = _first_row
+_apply_amendments: Callable[[PairState], list[Output]] = _first_amendments
+
+
+def compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
+    """Add grid point ``p`` to the rolling windows and models; the row once ``W`` points exist.
+
+    Also saves in ``p`` what a restart after it needs. Before the ``W``-th point this
+    is plain Python (no numpy); the row is :func:`operators.pair_row.row`.
+    """
+    ly, lx = p.ly, p.lx
+    state.levels.push(ly, lx)
+    if state.prev_log is not None:
+        state.rets.push(ly - state.prev_log[0], lx - state.prev_log[1])
+    state.prev_log = (ly, lx)
+    state.grid_points += 1
+    row = _row(state, p) if state.grid_points >= state.window else None
+    p.levels = scalars(state.levels)
+    p.rets = scalars(state.rets)
+    p.hedge = state.hedge_states
+    return row
+
+
 def advance(state: PairState, *, eof: bool = False) -> list[Output]:
     """Apply amendments, place every interval both legs have passed; return the outputs.
 
@@ -133,7 +198,7 @@ def advance(state: PairState, *, eof: bool = False) -> list[Output]:
     """
     out: list[Output] = []
     if state.amend:
-        out.extend(apply_amendments(state))
+        out.extend(_apply_amendments(state))
     if _start_grid(state):
         assert state.next_ms is not None
         ready = min(state.y.through_ms or 0, state.x.through_ms or 0)

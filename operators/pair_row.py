@@ -27,8 +27,9 @@ The definitions are those of docs/design.md, "Analytics definitions":
   its outputs fill ``{name}_alpha, _beta, _spread, _zscore``. If the first window
   cannot start it (a constant leg), it tries again at the next row.
 
-This module imports numpy and the statistics; :mod:`operators.analytics` imports it
-(through :mod:`operators.pair_grid`) only when the first key's logic is made.
+This module imports numpy and the statistics; :mod:`operators.pair_grid` imports it
+when a key makes its first row (:func:`row`), so a run whose keys have not filled a
+window yet (a short one) never loads them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pairflow.stats.cointegration import SQRTEPS, adf_maxlag, spread_tests
 from pairflow.stats.cointegration import _pvalue as pvalue
 from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, kernel
 from pairflow.stats.hedge import NO_OUT
-from pairflow.stats.rolling import OlsFit, RollingPair, scalars
+from pairflow.stats.rolling import OlsFit, RollingPair
 
 _SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwise sum)
 
@@ -64,64 +65,41 @@ def finite_or_none(v: float | None) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def fill(state: PairState, p: GridPoint) -> None:
-    """Close of each leg at ``p`` (own bar or carried forward); updates the legs' carry."""
-    y_close = p.y_bar if p.y_bar is not None else state.y.close
-    x_close = p.x_bar if p.x_bar is not None else state.x.close
-    if y_close is None or x_close is None:  # pragma: no cover - t0 guarantees a close
-        msg = f"{state.key}: no close at or before {p.t}"
-        raise RuntimeError(msg)
-    state.y.close = p.y_close = y_close
-    state.x.close = p.x_close = x_close
-    p.ly = math.log(y_close)
-    p.lx = math.log(x_close)
+def row(state: PairState, p: GridPoint) -> AnalyticsRow:
+    """The row of grid point ``p``: statistics and hedge models (from the ``W``-th point on).
 
-
-def compute(state: PairState, p: GridPoint) -> AnalyticsRow | None:
-    """Add grid point ``p`` to the rolling windows and models; the row once ``W`` points exist.
-
-    Also saves in ``p`` what a restart after it needs.
+    :func:`operators.pair_grid.compute` has pushed ``p`` into the rolling windows;
+    this advances the hedge models (``state.hedge_states``) and makes the row.
     """
     ly, lx = p.ly, p.lx
-    state.levels.push(ly, lx)
-    if state.prev_log is not None:
-        state.rets.push(ly - state.prev_log[0], lx - state.prev_log[1])
-    state.prev_log = (ly, lx)
-    state.grid_points += 1
-    row = None
-    if state.grid_points >= state.window:
-        with_p = (state.grid_points - state.window) % state.pvalue_every == 0
-        stats = window_stats(state.levels, state.rets, with_pvalues=with_p, compiled=state.compiled)
-        for i, model in enumerate(state.models):
-            hs = state.hedge_states[i]
-            if hs is None:
-                wy, wx = state.levels.window()
-                hs, ho = model.init(wy, wx)
-            else:
-                hs, ho = model.update(hs, ly, lx)
-            if hs is not state.hedge_states[i]:
-                states = list(state.hedge_states)
-                states[i] = hs
-                state.hedge_states = tuple(states)
-            if ho is not NO_OUT:
-                n = model.name
-                stats[f"{n}_alpha"], stats[f"{n}_beta"] = ho.alpha, ho.beta
-                stats[f"{n}_spread"], stats[f"{n}_zscore"] = ho.spread, ho.zscore
-        row = AnalyticsRow(
-            pair=state.pair,
-            tf=state.tf,
-            ts_ms=p.t,
-            window=state.window,
-            y_close=p.y_close,
-            x_close=p.x_close,
-            y_filled=p.y_bar is None,
-            x_filled=p.x_bar is None,
-            **stats,
-        )
-    p.levels = scalars(state.levels)
-    p.rets = scalars(state.rets)
-    p.hedge = state.hedge_states
-    return row
+    with_p = (state.grid_points - state.window) % state.pvalue_every == 0
+    stats = window_stats(state.levels, state.rets, with_pvalues=with_p, compiled=state.compiled)
+    for i, model in enumerate(state.models):
+        hs = state.hedge_states[i]
+        if hs is None:
+            wy, wx = state.levels.window()
+            hs, ho = model.init(wy, wx)
+        else:
+            hs, ho = model.update(hs, ly, lx)
+        if hs is not state.hedge_states[i]:
+            states = list(state.hedge_states)
+            states[i] = hs
+            state.hedge_states = tuple(states)
+        if ho is not NO_OUT:
+            n = model.name
+            stats[f"{n}_alpha"], stats[f"{n}_beta"] = ho.alpha, ho.beta
+            stats[f"{n}_spread"], stats[f"{n}_zscore"] = ho.spread, ho.zscore
+    return AnalyticsRow(
+        pair=state.pair,
+        tf=state.tf,
+        ts_ms=p.t,
+        window=state.window,
+        y_close=p.y_close,
+        x_close=p.x_close,
+        y_filled=p.y_bar is None,
+        x_filled=p.x_bar is None,
+        **stats,
+    )
 
 
 def window_stats(

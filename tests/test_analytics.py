@@ -508,7 +508,7 @@ def test_new_state_rejects_bad_parameters() -> None:
 
 
 def test_building_the_operator_imports_neither_numpy_nor_the_statistics() -> None:
-    """A flow builds without numpy (start-up); the first key's logic loads the statistics."""
+    """A flow builds without numpy (start-up); making a key's logic loads none either."""
     import subprocess
     import sys
 
@@ -529,7 +529,128 @@ def test_building_the_operator_imports_neither_numpy_nor_the_statistics() -> Non
         "print('numpy' in loaded(), 'pairflow.stats.cointegration' in loaded())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["[]", "True True"]
+    assert out.stdout.splitlines() == ["[]", "False False"]
+
+
+# A key before its W-th grid point (a short run) needs no numpy: a subprocess feeds
+# PairAnalyticsLogic (W = 30) 2 * 10 bars, an amended bar and a watermark, then the
+# rest of 40 intervals, printing what was loaded after each step.
+_LOGIC_STEPS = """
+import json, sys
+from operators.analytics import PairAnalyticsLogic, new_state
+from pairflow.records import AnalyticsRow, Bar, Watermark
+T0, KEY = 1_723_161_255_000, "BTCUSDT/ETHUSDT|1s"
+def bar(sym, i, close):
+    return Bar(sym, "1s", T0 + i * 1000, close, close, close, close, 1.0, close, 1, 0.5, 1, 1)
+def closes(i):
+    return 61000.0 * (1 + 1e-4 * ((i * 7) % 11)), 2600.0 * (1 + 1e-4 * ((i * 5) % 13))
+def batch(i):
+    y, x = closes(i)
+    return [(KEY, bar("BTCUSDT", i, y)), (KEY, bar("ETHUSDT", i, x))]
+logic = PairAnalyticsLogic(None, lambda k: new_state(k, 30))
+steps, rows = {}, 0
+def step(name, out):
+    global rows
+    rows += sum(isinstance(o, AnalyticsRow) for o in out)
+    steps[name] = ["numpy" in sys.modules, "pairflow.stats.cointegration" in sys.modules, rows]
+for i in range(10):
+    step("bars", logic.on_batch(batch(i))[0])
+step("amend", logic.on_batch([(KEY, bar("ETHUSDT", 3, 2601.5))])[0])
+step("watermark", logic.on_batch([(KEY, Watermark("ETHUSDT", "1s", T0 + 11_000))])[0])
+step("snapshot", [logic.snapshot()])
+for i in range(10, 40):
+    step("rows", logic.on_batch(batch(i))[0])
+step("eof", logic.on_eof()[0])
+steps["amended"] = logic.state.amended_points
+print(json.dumps(steps))
+"""
+
+
+def test_a_key_before_its_first_row_imports_no_numpy_even_with_an_amendment() -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LOGIC_STEPS], capture_output=True, text=True, check=True
+    )
+    steps = json.loads(out.stdout)
+    assert steps["amended"] == 1
+    # (numpy loaded, the statistics loaded, rows so far)
+    assert steps["bars"] == [False, False, 0]
+    assert steps["amend"] == [False, False, 0]
+    assert steps["watermark"] == [False, False, 0]
+    assert steps["snapshot"] == [False, False, 0]
+    assert steps["rows"] == [True, True, 40 - 30 + 1]  # grid points 30..40: the W-th on
+    assert steps["eof"] == [True, True, 40 - 30 + 1]
+
+
+# The whole flow (dataflow.build) over a TestingSource of ticks of two symbols, 10
+# per symbol and second; prints what was loaded at the end and what reached DuckDB
+# (read after the check). Few seconds keep the sink's batches small (no numpy there).
+_FLOW_RUN = """
+import json, sys
+from bytewax.testing import TestingSource, run_main
+import dataflow
+from pairflow.config import load_settings
+from pairflow.records import Tick
+db, seconds, windows = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+settings = load_settings({
+    "PAIRFLOW_SOURCE": "binance", "PAIRFLOW_SYMBOLS": "BTCUSDT,ETHUSDT",
+    "PAIRFLOW_WINDOWS": windows, "PAIRFLOW_DB": db, "PAIRFLOW_REDIS_URL": "",
+})
+t0 = 1_723_161_255_000
+ticks = []
+for k in range(seconds * 10):
+    t = t0 + k * 100
+    for j, (sym, base) in enumerate((("BTCUSDT", 61000.0), ("ETHUSDT", 2600.0))):
+        price = round(base * (1 + 1e-4 * ((k * (3 + j)) % 17)), 2)
+        ticks.append(Tick(sym, 1000 + k, price, 0.01, t + j, t + j + 5, k % 2 == 0,
+                          str(price), "0.01"))
+run_main(dataflow.build(settings, source=TestingSource(ticks, batch_size=10), with_redis=False))
+loaded = {m: m in sys.modules for m in ("numpy", "operators.pair_row")}
+import duckdb
+con = duckdb.connect(db, read_only=True)
+count = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("bars", "analytics")}
+print(json.dumps({"ticks": len(ticks), **loaded, **count}))
+"""
+
+
+def _run_flow(tmp_path, seconds: int, windows: str) -> dict[str, int | bool]:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db = tmp_path / "flow.db"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", _FLOW_RUN, str(db), str(seconds), windows],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_a_short_run_of_the_whole_flow_imports_no_numpy(tmp_path) -> None:
+    """100 ticks over 5 s: every key has fewer grid points than W, so no numpy."""
+    got = _run_flow(tmp_path, 5, "1s=300,1m=120,5m=60")
+    assert got["ticks"] == 100
+    assert got["bars"] > 0
+    assert got["analytics"] == 0
+    assert got["operators.pair_row"] is False
+    assert got["numpy"] is False
+
+
+def test_a_run_of_the_whole_flow_past_w_grid_points_imports_numpy_and_makes_rows(
+    tmp_path,
+) -> None:
+    got = _run_flow(tmp_path, 40, "1s=20")
+    assert got["analytics"] >= 40 - 20
+    assert got["operators.pair_row"] is True
+    assert got["numpy"] is True
 
 
 def test_operator_rejects_bad_parameters_while_the_flow_is_built() -> None:
