@@ -460,10 +460,11 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.last_flush_ms = now_ms()
         self.flushes = 0
         self.held = HeldConnection(path)
+        self._new_file = not path.exists()
         self.held.run(self._create_tables, timeout_s=600.0)
 
     def _create_tables(self, con: duckdb.DuckDBPyConnection) -> None:
-        for done in create_all(con):
+        for done in create_all(con, new_file=self._new_file):
             log.warning("DuckDB file %s migrated: %s", self.path, done)
 
     def write_batch(self, items: list[object]) -> None:

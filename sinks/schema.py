@@ -376,16 +376,20 @@ def migrate(con: _Connection, table: Table, existing: _Existing | None = None) -
     return done
 
 
-def create_all(con: _Connection) -> list[str]:
+def create_all(con: _Connection, *, new_file: bool = False) -> list[str]:
     """Create every pairflow table that is missing and migrate older ones.
 
     One catalogue read, then the missing tables' DDL in one statement: a current file
-    costs two queries, a new one three (start-up of every flow and test).
+    costs two queries, a new one one (start-up of every flow and test).
+
+    Args:
+        con: A connection to the database.
+        new_file: The caller just created the file (nothing to read or migrate).
 
     Returns:
         The migrations applied (empty for a current or new file).
     """
-    existing = _existing(con)
+    existing = _Existing({}, {}) if new_file else _existing(con)
     done: list[str] = []
     for table in TABLES.values():
         done += migrate(con, table, existing)
