@@ -214,37 +214,37 @@ class RedisTeePartition(StatelessSinkPartition[list[Tick]]):
 
         conn = self.conn
         added_n = dup_n = 0
-        lost: list[_Sent] = []
+        resend = [False] * len(self.sent)  # NOSCRIPT: sent again with the reloaded script
         try:
             for i, item in enumerate(self.sent):
                 try:
                     res = conn.read_response(disconnect_on_error=True)
                 except redis.exceptions.NoScriptError:  # SCRIPT FLUSH while connected
-                    lost.append(item)  # sent again with the reloaded script
-                    self.sent[i] = _Sent([])
+                    resend[i] = True
                     continue
                 except redis.ResponseError as exc:  # e.g. a user's key is in the way
                     self.errors_total += len(item.ticks)
                     log.error("Redis tee: %s; %d ticks not teed", exc, len(item.ticks))
+                    self.sent[i] = _Sent([])
                     continue
-                if not item.ticks:  # the stats HSET
-                    continue
-                added, dup, other, err = res
-                added_n += int(added)
-                dup_n += int(dup)
-                if int(other):
-                    self.errors_total += int(other)
-                    log.error("Redis tee: %d entries refused: %s", int(other), err)
-                self.sent[i] = _Sent([])  # answered: not requeued if a later reply is lost
+                if item.ticks:  # else the stats HSET
+                    added, dup, other, err = res
+                    added_n += int(added)
+                    dup_n += int(dup)
+                    if int(other):
+                        self.errors_total += int(other)
+                        log.error("Redis tee: %d entries refused: %s", int(other), err)
+                if not resend[i]:
+                    self.sent[i] = _Sent([])  # answered: not requeued if a later reply is lost
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self._drop_connection()
-            self.sent = [s for s in self.sent if s.ticks] + lost
+            self.sent = [s for s in self.sent if s.ticks]  # unanswered or NOSCRIPT, in order
             self._requeue()
             self._count(added_n, dup_n)
             self._down(exc)
             return False
-        self.sent = lost
-        if lost:
+        self.sent = [s for s, again in zip(self.sent, resend, strict=True) if again]
+        if self.sent:
             self._drop_connection()  # reconnecting reloads the script
             self._requeue()
         self._count(added_n, dup_n)
