@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from dashboard.launch import free_port, serve_dashboard, wait_until_up
 from pairflow.testing import RECORDING, ROOT
-from pairflow.testing.bench import machine, md_table
+from pairflow.testing.bench import flow_env, machine, md_table
 
 CHROMIUM = "/usr/bin/chromium"
 BASELINE_APP = """
@@ -47,13 +46,7 @@ st.plotly_chart(go.Figure(go.Scatter(x=list(range(10)), y=list(range(10)))))
 def replay_db(tmp: Path) -> Path:
     """The shipped recording replayed by the real flow at max speed (no Redis)."""
     db = tmp / "replay.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
-    env.update(
-        PAIRFLOW_SOURCE=f"replay:{RECORDING}",
-        PAIRFLOW_REPLAY_SPEED="max",
-        PAIRFLOW_REDIS_URL="",
-        PAIRFLOW_DB=str(db),
-    )
+    env = flow_env(source=f"replay:{RECORDING}", replay_speed="max", redis_url="", db=str(db))
     subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflow"], cwd=ROOT, env=env, check=True,
         capture_output=True,
