@@ -147,7 +147,12 @@ def test_418_ban_longer_than_give_up_is_loud_not_silently_unfilled(
 
 
 def test_slow_consumer_keeps_reading_answers_pings_and_backfills_the_drops() -> None:
-    tuning = replace(FAST, max_buffer=50, max_batch=10, catchup_delay_s=0.3)
+    # the client's own silence watchdog is not under test here: on a busy machine a
+    # 0.5 s ping timeout can fire while the slow consumer lags (CI run 5), so give it 3 s
+    tuning = replace(
+        FAST, max_buffer=50, max_batch=10, catchup_delay_s=0.3, silence_timeout_s=3.0,
+        ping_timeout_s=3.0,
+    )  # fmt: skip
     # pings every second: a reader that lags behind a flood of frames answers queued
     # pings together, and the fake's 5 messages/s check must not mistake that for us
     faults = Faults(ping_interval_s=1.0, pong_timeout_s=5.0)
