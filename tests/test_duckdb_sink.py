@@ -347,7 +347,9 @@ def test_both_write_paths_store_none_and_nan_as_null_and_the_same_rows(tmp_path,
 @pytest.mark.parametrize(
     ("bars", "loaded"), [(1, "[]"), (40, "['numpy']")], ids=["small-batch", "numpy-batch"]
 )
-def test_flushing_never_imports_pandas_and_a_small_batch_not_even_numpy(tmp_path, bars, loaded):
+def test_flushing_never_imports_pandas_nor_the_duckdb_package_and_a_small_batch_not_numpy(
+    tmp_path, bars, loaded
+):
     code = (
         "import sys\n"
         "from sinks.duckdb_sink import DuckDBPartition\n"
@@ -356,10 +358,22 @@ def test_flushing_never_imports_pandas_and_a_small_batch_not_even_numpy(tmp_path
         f"p.write_batch([Bar('BTCUSDT', '1s', 1000 * i, 1., 1., 1., 1., 1., 1., 1, 0., None, None)"
         f" for i in range({bars})])\n"
         "p.close()\n"
-        "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules))\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow', 'duckdb') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == loaded
+
+
+def test_sink_uses_the_compiled_module_the_duckdb_package_reexports() -> None:
+    """The sink skips the ``duckdb`` package's import (start-up) but must get the
+    very objects the package exposes; a DuckDB upgrade that changes that fails here."""
+    import duckdb
+
+    from sinks import duckdb_sink
+
+    assert duckdb_sink.duckdb.__name__ == "_duckdb"
+    for name in ("connect", "IOException", "Error", "DuckDBPyConnection"):
+        assert getattr(duckdb_sink.duckdb, name) is getattr(duckdb, name), name
 
 
 def test_connect_rw_warns_only_when_the_lock_is_held_long(tmp_path, monkeypatch, caplog):
