@@ -37,7 +37,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -320,12 +320,29 @@ def _time_param(table: Table, column: str) -> str:
     return "make_timestamptz(?::BIGINT * 1000)" if table.column(column).is_time else "?"
 
 
-def write_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
+class KeyExists(Exception):  # noqa: N818 - a condition, not a failure
+    """A plain ``INSERT`` into ``table`` met a key already in the file (rolled back)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.table = table
+
+
+def write_frames(
+    con: duckdb.DuckDBPyConnection, frames: Frames, plain: Collection[str] = ()
+) -> None:
     """Write one flush in one transaction.
 
     Order: range retractions, key retractions, upserts (``INSERT OR REPLACE``), appends.
     Every SQL value is a parameter or a registered NumPy batch; table and column names
     come from :mod:`sinks.schema` only.
+
+    Args:
+        con: The read-write connection.
+        frames: The flush.
+        plain: Keyed tables to write with a plain ``INSERT`` (see :class:`InsertPlan`);
+            if one of their keys is already in the file the whole transaction is
+            rolled back and :class:`KeyExists` names the table.
     """
     con.execute("BEGIN TRANSACTION")
     try:
@@ -343,16 +360,74 @@ def write_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
             gone = f"(SELECT {_select(table, table.key, '_gone_raw')} FROM _gone_raw) AS _gone"
             con.execute(f"DELETE FROM {name} USING {gone} WHERE {match}")  # noqa: S608
             con.unregister("_gone_raw")
-        for verb, batches in (
-            ("INSERT OR REPLACE INTO", frames.upserts),
-            ("INSERT INTO", frames.appends),
-        ):
-            for name, batch in batches.items():
-                _insert(con, verb, TABLES[name], batch)
+        for name, batch in frames.upserts.items():
+            if name not in plain:
+                _insert(con, "INSERT OR REPLACE INTO", TABLES[name], batch)
+                continue
+            try:
+                _insert(con, "INSERT INTO", TABLES[name], batch)
+            except duckdb.ConstraintException as exc:
+                raise KeyExists(name) from exc
+        for name, batch in frames.appends.items():
+            _insert(con, "INSERT INTO", TABLES[name], batch)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+@dataclass
+class InsertPlan:
+    """Which keyed tables a flush first tries with a plain ``INSERT``.
+
+    Upserts are idempotent (``INSERT OR REPLACE``), but DuckDB pays for the replace
+    even when no key exists: about twice a plain ``INSERT`` per row
+    (``benchmarks/duckdb_insert.py``). Most flushes of a flow write new keys only, so
+    every keyed table is tried plain; a flush that meets an existing key (an amended
+    bar, a replay into a used file, a latest-value table such as ``strategy_stats``)
+    is rolled back and redone with that table on ``INSERT OR REPLACE``, which it then
+    stays on for ``backoff`` flushes, doubling (up to :data:`MAX_BACKOFF_FLUSHES`)
+    while it keeps meeting keys. The rows written are the same either way.
+
+    Attributes:
+        flushes: Flushes planned so far.
+        replace_until: Per table, the flush number up to which it is upserted.
+        backoff: Per table, the current number of upsert-only flushes.
+        redone: Flushes rolled back and redone (a statistic for tests and tuning).
+    """
+
+    flushes: int = 0
+    replace_until: dict[str, int] = field(default_factory=dict)
+    backoff: dict[str, int] = field(default_factory=dict)
+    redone: int = 0
+
+    def plain(self, frames: Frames) -> set[str]:
+        """Start a flush: the keyed tables to try with a plain ``INSERT``."""
+        self.flushes += 1
+        return {n for n in frames.upserts if self.replace_until.get(n, 0) < self.flushes}
+
+    def met_key(self, table: str) -> None:
+        """``table`` met an existing key: upsert it for a while."""
+        n = min(2 * self.backoff.get(table, 4), MAX_BACKOFF_FLUSHES)
+        self.backoff[table] = n
+        self.replace_until[table] = self.flushes + n
+        self.redone += 1
+
+
+MAX_BACKOFF_FLUSHES = 1024
+"""The longest run of flushes a table that met existing keys stays on ``INSERT OR REPLACE``."""
+
+
+def write_planned(con: duckdb.DuckDBPyConnection, frames: Frames, plan: InsertPlan) -> None:
+    """:func:`write_frames` with ``plan``'s plain inserts, redone per table that met a key."""
+    plain = plan.plain(frames)
+    while True:
+        try:
+            write_frames(con, frames, plain)
+            return
+        except KeyExists as exc:
+            plain.discard(exc.table)
+            plan.met_key(exc.table)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, verb: str, table: Table, batch: Batch) -> None:
@@ -468,6 +543,7 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.pending = resume if resume is not None else PendingRows()
         self.last_flush_ms = now_ms()
         self.flushes = 0
+        self.plan = InsertPlan()
         self.held = HeldConnection(path)
         self._new_file = not path.exists()
         self.held.run(self._create_tables, timeout_s=600.0)
@@ -489,7 +565,8 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         if not len(self.pending):
             return
         frames = self.pending.frames()
-        self.held.run(lambda con: write_frames(con, frames), timeout_s=float("inf"))
+        plan = self.plan
+        self.held.run(lambda con: write_planned(con, frames, plan), timeout_s=float("inf"))
         for table, n in frames.rows().items():
             COUNTS[f"rows:{table}"] += n
         self.pending = PendingRows()

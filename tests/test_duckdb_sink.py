@@ -46,6 +46,52 @@ def test_duckdb_sink_upsert_replaces_rows_with_the_same_key(tmp_path):
     assert rows(db, "SELECT close, trades, vwap FROM bars") == [(12.0, 3, 10.0)]
 
 
+@pytest.mark.parametrize("n", [3, 40], ids=["values-path", "numpy-path"])
+def test_new_keys_go_in_with_a_plain_insert_and_an_existing_key_redoes_the_flush(tmp_path, n):
+    """A flush meeting a key already in the file is rolled back and redone as an upsert:
+    same rows as ``INSERT OR REPLACE`` throughout, and the table stays on upserts for a
+    backoff that doubles while it keeps meeting keys, then is tried plain again."""
+    db = tmp_path / "p.db"
+    part = DuckDBPartition(db, batch_rows=10**6, flush_ms=10**9, resume=None)
+    part.write_batch([bar(1000 * i, close=1.0) for i in range(n)])
+    part.flush()
+    assert part.plan.redone == 0  # new keys: plain INSERT
+    sig = _sig(0)  # another table in the same flush, new key: stays plain
+    part.write_batch([bar(1000 * i, close=2.0) for i in range(n + 1)] + [sig])
+    part.flush()
+    assert part.plan.redone == 1
+    assert rows(db, "SELECT count(*), min(close), max(close) FROM bars") == [(n + 1, 2.0, 2.0)]
+    assert _signals(db) == [("default", 0, "exit")]
+    first = part.plan.backoff["bars"]
+    for k in range(first):  # upsert-only flushes: existing keys without a redo
+        part.write_batch([bar(0, close=3.0 + k)])
+        part.flush()
+    assert part.plan.redone == 1
+    part.write_batch([bar(0, close=99.0)])  # tried plain again, meets the key again
+    part.flush()
+    assert part.plan.redone == 2
+    assert part.plan.backoff["bars"] == 2 * first
+    part.close()
+    assert rows(db, "SELECT close FROM bars WHERE open_time = make_timestamptz(?::BIGINT * 1000)"
+                .replace("?", str(BASE_MS))) == [(99.0,)]  # fmt: skip
+
+
+def test_a_failed_plain_insert_leaves_nothing_of_its_flush_behind(tmp_path):
+    """The redo is of the whole transaction: deletes and other tables are not applied twice."""
+    db = tmp_path / "t.db"
+    part = DuckDBPartition(db, batch_rows=10**6, flush_ms=10**9, resume=None)
+    part.write_batch([_sig(0), _sig(1000), bar(0)])
+    part.flush()
+    reject = Reject(BASE_MS, "replay", "bad_json", "{")  # appended: must be written once
+    part.write_batch([Retract("signals", _key(0)), bar(0, close=7.0), reject])
+    part.flush()
+    part.close()
+    assert part.plan.redone == 1
+    assert _signals(db) == [("default", 1000, "exit")]
+    assert rows(db, "SELECT close FROM bars") == [(7.0,)]
+    assert rows(db, "SELECT count(*) FROM rejects") == [(1,)]
+
+
 def test_duckdb_sink_dedupes_keys_inside_one_batch(tmp_path):
     db = tmp_path / "d.db"
     part = DuckDBPartition(db, batch_rows=100, flush_ms=10_000, resume=None)
