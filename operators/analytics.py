@@ -105,25 +105,42 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
         return None if self.state is None else snapshot_state(self.state)
 
 
+class Router:
+    """Re-keys a bar/watermark to every ``(pair, tf)`` key whose pair holds its symbol.
+
+    The keys of each ``(symbol, tf)`` are listed once, at build time: a bar costs the
+    pairs of its symbol (N - 1 in a full scan), not a pass over all N(N - 1)/2 pairs.
+
+    Args:
+        pairs: ``(Y, X)`` pairs analysed.
+        windows: Window per timeframe; bars of other timeframes go nowhere.
+    """
+
+    def __init__(self, pairs: tuple[tuple[str, str], ...], windows: dict[str, int]) -> None:
+        table: dict[tuple[str, str], list[str]] = {}
+        for tf in windows:
+            for y, x in pairs:
+                key = pair_key(y, x, tf)
+                for symbol in dict.fromkeys((y, x)):
+                    table.setdefault((symbol, tf), []).append(key)
+        self.keys: dict[tuple[str, str], tuple[str, ...]] = {k: tuple(v) for k, v in table.items()}
+
+    def __call__(self, item: Bar | Watermark) -> list[tuple[str, tuple[str, Bar | Watermark]]]:
+        """``(key, (key, item))`` per key of the item's symbol and tf, in pair order.
+
+        Keyed for ``stateful_batch``; the value repeats the key so that a new key's
+        logic knows which pair it serves.
+        """
+        return [(key, (key, item)) for key in self.keys.get((item.symbol, item.tf), ())]
+
+
 def route(
     item: Bar | Watermark,
     pairs: tuple[tuple[str, str], ...],
     windows: dict[str, int],
 ) -> list[tuple[str, tuple[str, Bar | Watermark]]]:
-    """Re-key a bar/watermark to every ``(pair, tf)`` key whose pair holds its symbol.
-
-    Returns:
-        ``(key, (key, item))`` tuples: keyed for ``stateful_batch``, and the value
-        repeats the key so that a new key's logic knows which pair it serves.
-    """
-    if item.tf not in windows:
-        return []
-    out = []
-    for y, x in pairs:
-        if item.symbol in (y, x):
-            key = pair_key(y, x, item.tf)
-            out.append((key, (key, item)))
-    return out
+    """One-off :class:`Router` call (tests, tools); the flow builds its router once."""
+    return Router(pairs, windows)(item)
 
 
 @dataclass(frozen=True)
@@ -183,7 +200,7 @@ def pair_analytics_op(
         compiled = use_compiled(keys, numba)
         return new_state(key, windows[tf], pvalue_every, kalman_delta, compiled=compiled)
 
-    keyed = op.flat_map("route", bars, lambda item: route(item, pairs, windows))
+    keyed = op.flat_map("route", bars, Router(pairs, windows))
     logic = op.stateful_batch("analytics", keyed, lambda resume: PairAnalyticsLogic(resume, make))
     flat = op.key_rm("unkey", logic)
     rows_b = op.branch("is_row", flat, _is_row)

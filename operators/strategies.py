@@ -53,6 +53,7 @@ from pairflow.strategies.rules import (
     StrategyStats,
     StrategyTrade,
     new_state,
+    stats,
     step_row,
 )
 from pairflow.timeutil import TF_MS, now_ms
@@ -173,19 +174,20 @@ def new_key_state(pair: str, tf: str, strategies: Sequence[StrategyParams]) -> K
 
 def _run(state: KeyState, rows: Iterable[AnalyticsRow], out: list[StrategyOutput]) -> None:
     """Feed rows (ascending ts, all after ``state.last_ts``) to every strategy."""
-    last_stats: list[StrategyStats | None] = [None] * len(state.states)
+    fed = False
     for row in rows:
+        fed = True
         state.kept_ts.append(row.ts_ms)
         state.kept_rows.append(row)
-        state.kept_before.append(tuple(snapshot_state(s) for s in state.states))
-        for i, s in enumerate(state.states):
-            res = step_row(s, row)
+        state.kept_before.append(tuple([snapshot_state(s) for s in state.states]))
+        for s in state.states:
+            res = step_row(s, row, with_stats=False)
             for sig in res.signals:
                 out.append(Signal(sig.pair, sig.tf, sig.ts_ms, sig.kind, sig.zscore, sig.strategy))
             out.extend(res.trades)
             out.append(res.equity)
-            last_stats[i] = res.stats
-    out.extend(st for st in last_stats if st is not None)
+    if fed:  # the table keeps the latest stats: one record per strategy and batch
+        out.extend([stats(s) for s in state.states])
 
 
 def _retract_from(state: KeyState, from_ms: int, out: list[StrategyOutput]) -> None:

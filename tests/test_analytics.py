@@ -15,7 +15,14 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.analytics import PairAnalyticsLogic, new_state, pair_analytics_op, pair_key, route
+from operators.analytics import (
+    PairAnalyticsLogic,
+    Router,
+    new_state,
+    pair_analytics_op,
+    pair_key,
+    route,
+)
 from operators.pair_grid import PRE_GRID_MAX_BARS, advance, ingest
 from pairflow.records import AnalyticsRow, Bar, Stat, Watermark
 from pairflow.testing import RECORDING
@@ -494,6 +501,20 @@ def test_route_sends_each_item_to_every_pair_and_tf_holding_its_symbol() -> None
         ("ETHUSDT/SOLUSDT|1m", wm),
     ]
     assert route(bar("BTCUSDT", T0, 1.0, tf="5m"), pairs, windows) == []
+
+
+def test_router_lists_exactly_the_pairs_of_a_symbol_in_pair_order_for_a_full_scan() -> None:
+    from itertools import combinations
+
+    symbols = [f"S{i}USDT" for i in range(6)]
+    pairs = tuple(combinations(symbols, 2))
+    windows = {"1s": 300, "5m": 60}
+    router = Router(pairs, windows)
+    for sym in symbols:
+        for tf in ("1s", "1m", "5m"):
+            want = [pair_key(y, x, tf) for y, x in pairs if sym in (y, x)] if tf in windows else []
+            assert [k for k, _ in router(bar(sym, T0, 1.0, tf=tf))] == want
+    assert sum(len(v) for v in router.keys.values()) == 2 * len(pairs) * len(windows)
 
 
 def test_new_state_rejects_bad_parameters() -> None:

@@ -435,3 +435,20 @@ def test_machine_equals_reference_on_the_recording(model: str) -> None:
         trades, _, _, _ = reference_run(df, params, TF_MS)
         assert len(trades) >= 3  # a realistic path with several round trips
         assert_same_as_reference(df, params)
+
+
+def test_stepping_without_stats_changes_nothing_but_the_stats_record() -> None:
+    """The flow steps with ``with_stats=False`` and calls ``stats`` once per batch."""
+    from pairflow.strategies.rules import stats
+
+    zs = [0.0, 2.5, 1.0, 0.2, -2.5, -2.4, 0.0, 3.0, 5.0, 0.0]
+    params = replace(P0, fee_bps=5.0)
+    with_stats = new_state(params, "Y/X", "1s")
+    without = new_state(params, "Y/X", "1s")
+    for i, z in enumerate(zs):
+        a = step(with_stats, i * TF_MS, 100.0 + i, 50.0 - 0.3 * i, z, 1.5)
+        b = step(without, i * TF_MS, 100.0 + i, 50.0 - 0.3 * i, z, 1.5, with_stats=False)
+        assert b.stats is None
+        assert (a.signals, a.trades, a.equity) == (b.signals, b.trades, b.equity)
+        assert stats(without) == a.stats
+    assert stats(with_stats).trades >= 2

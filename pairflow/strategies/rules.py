@@ -4,7 +4,8 @@ Pure logic (no Bytewax, no I/O). One :class:`StrategyState` per (strategy, pair,
 feed it the analytics rows in grid order with :func:`step` (the model's z and beta
 chosen by the caller, or :func:`step_row` to pick them from a row). Each call returns a
 :class:`StepResult`: the signals decided at the row, the trades closed at the row, its
-equity point and the stats so far. Per row, in this order:
+equity point and the stats so far (``with_stats=False`` leaves them out: a caller that
+keeps only the latest stats calls :func:`stats` once). Per row, in this order:
 
 1. **Fills.** A decision of the previous row fills at this row's ``y_close``,
    ``x_close``: an exit closes the open trade (a :class:`StrategyTrade`), then an entry
@@ -173,7 +174,8 @@ class StepResult:
     signals: tuple[StrategySignal, ...]
     trades: tuple[StrategyTrade, ...]
     equity: EquityPoint
-    stats: StrategyStats
+    stats: StrategyStats | None
+    """The stats after this row; ``None`` when stepped with ``with_stats=False``."""
 
 
 @dataclass(slots=True)
@@ -279,6 +281,8 @@ def step(
     x_close: float,
     z: float | None,
     beta: float | None,
+    *,
+    with_stats: bool = True,
 ) -> StepResult:
     """Feed one analytics row (mutates ``state``); see the module docstring for the order.
 
@@ -289,6 +293,8 @@ def step(
         x_close: X close at this grid point (> 0).
         z: The model's z-score (``zscore`` or ``kalman_zscore``), or ``None``.
         beta: The model's beta (``beta`` or ``kalman_beta``), or ``None``.
+        with_stats: Also build the :class:`StrategyStats` (a record per row; the
+            flow writes only each batch's last one).
 
     Returns:
         The row's signals, closed trades, equity point and stats.
@@ -418,10 +424,14 @@ def step(
         if state.pend_side:
             state.pend_entry_z = z
             state.pend_beta = beta
-        signals = tuple(StrategySignal(name, pair, tf, ts_ms, k, z) for k in kinds)
+        if kinds:
+            signals = tuple([StrategySignal(name, pair, tf, ts_ms, k, z) for k in kinds])
 
     return StepResult(
-        signals, trades, EquityPoint(name, pair, tf, ts_ms, position, equity), stats(state)
+        signals,
+        trades,
+        EquityPoint(name, pair, tf, ts_ms, position, equity),
+        stats(state) if with_stats else None,
     )
 
 
@@ -449,7 +459,7 @@ def stats(state: StrategyState) -> StrategyStats:
     )
 
 
-def step_row(state: StrategyState, row: Any) -> StepResult:
+def step_row(state: StrategyState, row: Any, *, with_stats: bool = True) -> StepResult:
     """:func:`step` on an analytics row object, picking the strategy model's z and beta.
 
     ``row`` needs ``ts_ms``, ``y_close``, ``x_close`` and the attributes named by
@@ -463,4 +473,5 @@ def step_row(state: StrategyState, row: Any) -> StepResult:
         row.x_close,
         getattr(row, p.z_column, None),
         getattr(row, p.beta_column, None),
+        with_stats=with_stats,
     )
