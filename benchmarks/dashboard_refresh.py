@@ -13,6 +13,15 @@ while the dashboard refreshes back to back.
     uv run python benchmarks/dashboard_refresh.py            # 7 days of 1s bars, 2 symbols
     uv run python benchmarks/dashboard_refresh.py --quick    # 1 day
     uv run python benchmarks/dashboard_refresh.py --db FILE  # an existing database
+    uv run python benchmarks/dashboard_refresh.py --scan-symbols 80
+        # a scanner database: the real flow, N synthetic symbols, all pairs
+
+``--scan-symbols N`` first writes a database with the real flow (``python -m
+bytewax.run dataflow``: synthetic ``clusters`` universe, ``PAIRFLOW_PAIRS=all``,
+windows ``1s=300,1m=120,5m=60``, ``--scan-duration-s`` simulated seconds at max
+speed), then times the Scanner tab's refresh per timeframe (open read-only, newest
+scan, filter, heat map + table serialised as Streamlit sends them: Plotly JSON, Arrow
+IPC) and the pair view of the top-ranked pair on that file.
 """
 
 from __future__ import annotations
@@ -92,6 +101,97 @@ def bench_lookbacks(db: Path, repeat: int, tfs: tuple[str, ...]) -> list[dict[st
                 }
             )
     return rows
+
+
+def scanner_refresh(db: Path, tf: str) -> tuple[float, float, int]:
+    """One Scanner-tab refresh of ``tf``; returns (query ms, figure + table ms, pairs)."""
+    import pyarrow as pa  # Streamlit's own dependency: st.dataframe sends Arrow IPC
+
+    from dashboard import scanner
+
+    t0 = time.perf_counter()
+    with dbio.open_readonly(db) as con:
+        scanner.scan_times(con)
+        df = scanner.latest_scan(con, tf)
+    t1 = time.perf_counter()
+    shown = scanner.filter_scan(df, scanner.ScanFilter())
+    pio.to_json(scanner.heatmap_figure(df), validate=False)
+    data, _ = scanner.table_spec(shown)
+    sink = pa.BufferOutputStream()
+    table = pa.Table.from_pandas(data)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    t2 = time.perf_counter()
+    return (t1 - t0) * 1000, (t2 - t1) * 1000, len(df)
+
+
+def make_scan_db(db: Path, n: int, duration_s: float) -> float:
+    """Write a scanner database with the real flow; returns the wall seconds it took."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
+    env.update(
+        {
+            "PAIRFLOW_SOURCE": "synthetic",
+            "PAIRFLOW_SYNTHETIC_UNIVERSE": "clusters",
+            "PAIRFLOW_SYNTHETIC_DURATION_S": str(duration_s),
+            "PAIRFLOW_SYMBOLS": ",".join(f"S{i:02d}USDT" for i in range(n)),
+            "PAIRFLOW_PAIRS": "all",
+            "PAIRFLOW_WINDOWS": "1s=300,1m=120,5m=60",
+            "PAIRFLOW_REDIS_URL": "",
+            "PAIRFLOW_DB": str(db),
+        }
+    )
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflow"], env=env, check=True, capture_output=True
+    )
+    return time.perf_counter() - t0
+
+
+def bench_scan(db: Path, n: int, duration_s: float, repeat: int) -> None:
+    """``--scan-symbols``: write the scanner database, time both views, print the table."""
+    wall = make_scan_db(db, n, duration_s)
+    with dbio.open_readonly(db) as con:
+        counts = {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
+            for t in ("bars", "analytics", "scan")
+        }
+        tfs = [r[0] for r in con.execute("SELECT DISTINCT tf FROM scan ORDER BY tf").fetchall()]
+        top = con.execute(
+            "SELECT pair FROM scan WHERE tf = '1s' ORDER BY ts DESC, rank LIMIT 1"
+        ).fetchone()
+    size_mb = pipeline_health.db_size_bytes(db) / 1e6
+    print(
+        f"scanner database: N = {n} ({n * (n - 1) // 2:,} pairs), {duration_s:.0f} s simulated, "
+        f"written in {wall:.1f} s; {size_mb:.0f} MB, bars {counts['bars']:,}, analytics "
+        f"{counts['analytics']:,}, scan {counts['scan']:,}; median of {repeat} refreshes\n"
+    )
+    print("| view | pairs / points | query ms | figures + table ms | total ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for tf in tfs:
+        scanner_refresh(db, tf)  # warm-up
+        runs = [scanner_refresh(db, tf) for _ in range(repeat)]
+        tot = [q + f for q, f, _ in runs]
+        print(
+            f"| Scanner tab, {tf} | {runs[0][2]:,} | {statistics.median(r[0] for r in runs):.1f} "
+            f"| {statistics.median(r[1] for r in runs):.1f} | **{statistics.median(tot):.1f}** "
+            f"| {max(tot):.1f} |"
+        )
+    if top is not None:
+        y, _, x = top[0].partition("/")
+        req = pair_view.ViewRequest(y, x, "1s", pair_view.LOOKBACKS["15 min"])
+        refresh(db, req)
+        runs3 = [refresh(db, req) for _ in range(repeat)]
+        tot = [q + f for q, f, _ in runs3]
+        print(
+            f"| pair view {top[0]}, 1s, 15 min | {runs3[0][2]:,} "
+            f"| {statistics.median(r[0] for r in runs3):.1f} "
+            f"| {statistics.median(r[1] for r in runs3):.1f} | **{statistics.median(tot):.1f}** "
+            f"| {max(tot):.1f} |"
+        )
 
 
 def _writer(db: str, stop: mp.synchronize.Event, period_s: float, out: mp.Queue) -> None:
@@ -197,7 +297,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--all-tf", action="store_true", help="also 1m and 5m views")
     ap.add_argument("--no-lock", action="store_true", help="skip the lock-contention run")
+    ap.add_argument("--scan-symbols", type=int, default=0, help="a scanner DB of N symbols")
+    ap.add_argument("--scan-duration-s", type=float, default=930.0, help="with --scan-symbols")
     args = ap.parse_args()
+    if args.scan_symbols:
+        with tempfile.TemporaryDirectory(prefix="pairflow-bench-") as tmp:
+            bench_scan(Path(tmp) / "scan.db", args.scan_symbols, args.scan_duration_s, args.repeat)
+        return
 
     with tempfile.TemporaryDirectory(prefix="pairflow-bench-") as tmp:
         db = args.db
