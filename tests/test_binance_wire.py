@@ -94,6 +94,8 @@ def test_parse_when_frame_is_bad_returns_its_reason(name: str, raw: str, reason:
 
 def test_parse_when_frame_is_good_returns_tick_with_exact_fields():
     tick = parse_frame(frame(), SYMBOLS)
+    assert type(tick) is Tick  # built with tuple.__new__: a Tick, not a bare tuple
+    assert (tick.symbol, tick.count, tick.first_trade_id) == ("BTCUSDT", 1, 3735683259)
     assert tick == Tick(
         symbol="BTCUSDT",
         trade_id=3735683259,

@@ -39,6 +39,10 @@ RAW_KEEP_CHARS = 4_096
 MIN_TIME_MS = 1_483_228_800_000  # 2017-01-01, before Binance existed
 MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01
 
+_new_tick = tuple.__new__
+"""``_new_tick(Tick, fields)``: a tick without the NamedTuple's generated ``__new__``
+(a Python-level function; half the cost per tick on the parse path, same object)."""
+
 _STR_FIELDS = ("s", "p", "q")
 _INT_FIELDS = ("t", "T", "E")
 
@@ -130,8 +134,8 @@ def parse_frame(raw: str | bytes | bytearray, symbols: frozenset[str]) -> Tick |
                 and plain_decimal(p)
                 and plain_decimal(q)
             ):
-                return Tick(
-                    symbol, trade_id, price, qty, trade_time, event_time, maker, p, q, count
+                return _new_tick(
+                    Tick, (symbol, trade_id, price, qty, trade_time, event_time, maker, p, q, count)
                 )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         pass
