@@ -173,25 +173,22 @@ def bench_scan(db: Path, n: int, duration_s: float, repeat: int) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for tf in tfs:
         scanner_refresh(db, tf)  # warm-up
-        runs = [scanner_refresh(db, tf) for _ in range(repeat)]
-        tot = [q + f for q, f, _ in runs]
-        print(
-            f"| Scanner tab, {tf} | {runs[0][2]:,} | {statistics.median(r[0] for r in runs):.1f} "
-            f"| {statistics.median(r[1] for r in runs):.1f} | **{statistics.median(tot):.1f}** "
-            f"| {max(tot):.1f} |"
-        )
+        _print_row(f"Scanner tab, {tf}", [scanner_refresh(db, tf) for _ in range(repeat)])
     if top is not None:
         y, _, x = top[0].partition("/")
         req = pair_view.ViewRequest(y, x, "1s", pair_view.LOOKBACKS["15 min"])
         refresh(db, req)
-        runs3 = [refresh(db, req) for _ in range(repeat)]
-        tot = [q + f for q, f, _ in runs3]
-        print(
-            f"| pair view {top[0]}, 1s, 15 min | {runs3[0][2]:,} "
-            f"| {statistics.median(r[0] for r in runs3):.1f} "
-            f"| {statistics.median(r[1] for r in runs3):.1f} | **{statistics.median(tot):.1f}** "
-            f"| {max(tot):.1f} |"
-        )
+        _print_row(f"pair view {top[0]}, 1s, 15 min", [refresh(db, req) for _ in range(repeat)])
+
+
+def _print_row(view: str, runs: list[tuple[float, float, int]]) -> None:
+    """One table row: medians of (query ms, figure ms) and their sum over ``runs``."""
+    tot = [q + f for q, f, _ in runs]
+    print(
+        f"| {view} | {runs[0][2]:,} | {statistics.median(r[0] for r in runs):.1f} "
+        f"| {statistics.median(r[1] for r in runs):.1f} | **{statistics.median(tot):.1f}** "
+        f"| {max(tot):.1f} |"
+    )
 
 
 def _writer(db: str, stop: mp.synchronize.Event, period_s: float, out: mp.Queue) -> None:
