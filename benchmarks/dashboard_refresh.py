@@ -37,8 +37,10 @@ from pathlib import Path
 
 import plotly.io as pio
 
+from benchmarks.scan import symbols as scan_symbols
 from dashboard import cache, health_charts, pair_charts, pair_view, pipeline_health, snapshot
 from dashboard import db as dbio
+from pairflow.testing.bench import DEFAULT_WINDOWS, flow_env, run_timed
 from pairflow.testing.dbgen import GenSpec, generate_db
 
 
@@ -127,28 +129,19 @@ def scanner_refresh(db: Path, tf: str) -> tuple[float, float, int]:
 
 def make_scan_db(db: Path, n: int, duration_s: float) -> float:
     """Write a scanner database with the real flow; returns the wall seconds it took."""
-    import os
-    import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAIRFLOW_")}
-    env.update(
-        {
-            "PAIRFLOW_SOURCE": "synthetic",
-            "PAIRFLOW_SYNTHETIC_UNIVERSE": "clusters",
-            "PAIRFLOW_SYNTHETIC_DURATION_S": str(duration_s),
-            "PAIRFLOW_SYMBOLS": ",".join(f"S{i:02d}USDT" for i in range(n)),
-            "PAIRFLOW_PAIRS": "all",
-            "PAIRFLOW_WINDOWS": "1s=300,1m=120,5m=60",
-            "PAIRFLOW_REDIS_URL": "",
-            "PAIRFLOW_DB": str(db),
-        }
+    env = flow_env(
+        source="synthetic",
+        synthetic_universe="clusters",
+        synthetic_duration_s=str(duration_s),
+        symbols=scan_symbols(n),
+        pairs="all",
+        windows=DEFAULT_WINDOWS,
+        redis_url="",
+        db=str(db),
     )
-    t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "dataflow"], env=env, check=True, capture_output=True
-    )
-    return time.perf_counter() - t0
+    return run_timed([sys.executable, "-m", "bytewax.run", "dataflow"], env)
 
 
 def bench_scan(db: Path, n: int, duration_s: float, repeat: int) -> None:
