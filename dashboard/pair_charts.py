@@ -8,7 +8,7 @@ share one time axis (:func:`dashboard.chart_base.x_range`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -383,18 +383,26 @@ def pvalue_figure(view: ViewData, level: float = 0.05) -> go.Figure:
 
 
 def pair_figures(
-    view: ViewData, candle_symbol: str, entry: float, exit_: float, *, kalman_z: bool = False
+    view: ViewData,
+    candle_symbol: str,
+    entry: float,
+    exit_: float,
+    *,
+    kalman_z: bool = False,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, go.Figure]:
-    """Every chart of the pair view, by name, in :data:`PAIR_CHARTS` order.
+    """The charts of the pair view, by name, in :data:`PAIR_CHARTS` order.
 
     ``kalman_z``: the selected strategy trades the Kalman z (drawn on the z chart).
+    ``only``: just these names (default: all).
     """
-    return {
-        "legs": legs_figure(view),
-        "candles": candles_figure(view, candle_symbol),
-        "spread": spread_figure(view, entry, exit_),
-        "zscore": zscore_figure(view, entry, exit_, kalman=kalman_z),
-        "corr": correlation_figure(view),
-        "beta": beta_figure(view),
-        "pvalues": pvalue_figure(view),
+    makers: dict[str, Callable[[], go.Figure]] = {
+        "legs": lambda: legs_figure(view),
+        "candles": lambda: candles_figure(view, candle_symbol),
+        "spread": lambda: spread_figure(view, entry, exit_),
+        "zscore": lambda: zscore_figure(view, entry, exit_, kalman=kalman_z),
+        "corr": lambda: correlation_figure(view),
+        "beta": lambda: beta_figure(view),
+        "pvalues": lambda: pvalue_figure(view),
     }
+    return {name: make() for name, make in makers.items() if only is None or name in only}

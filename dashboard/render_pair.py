@@ -21,6 +21,12 @@ PAIR_LAYOUT: tuple[tuple[str, ...], ...] = (
     ("corr", "beta", "pvalues"),
 )
 
+_ALL_DRAWN = "pair_charts_all_drawn"
+# Session-state flag: a session's first live refresh draws the first row of charts
+# only, the next refresh the rest. A browser draws every chart of one refresh in one
+# go, so the first chart is on screen only when all seven are (~0.2 s each on a slow
+# machine, after ~4.7 MB of Plotly code has compiled); staging puts it there sooner.
+
 
 def z_zone(z: float | None, entry: float, exit_: float) -> str | None:
     """Where ``z`` sits against the thresholds (display only)."""
@@ -130,8 +136,16 @@ def render_pair_tab(
         )
     if not view.has_analytics:
         top.info(window_message(cfg, req, grid_points))
-    figs = pair_charts.pair_figures(view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman)
-    for row in PAIR_LAYOUT:
+    staged = ctl.live and not st.session_state.get(_ALL_DRAWN)
+    rows = PAIR_LAYOUT[:1] if staged else PAIR_LAYOUT
+    figs = pair_charts.pair_figures(
+        view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman, only=sum(rows, ())
+    )
+    for i, row in enumerate(PAIR_LAYOUT):
         for col, name in zip(st.columns(len(row)), row, strict=True):
             with col:
-                plotly_chart(figs[name], key=f"chart_{name}")
+                if i < len(rows):
+                    plotly_chart(figs[name], key=f"chart_{name}")
+                else:
+                    st.empty()  # this chart's slot, filled by the next refresh
+    st.session_state[_ALL_DRAWN] = True

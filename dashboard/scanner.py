@@ -317,6 +317,8 @@ def render_scanner_tab(
     """
     import streamlit as st
 
+    from dashboard.ui import fmt_clock
+
     with con_factory() as con:
         try:
             times = scan_times(con)
@@ -345,8 +347,8 @@ def render_scanner_tab(
     ts = times[tf]
     n_q = int((df["eg_qvalue"] < 0.05).sum())
     c3.caption(
-        f"Scan at {ts:%Y-%m-%d %H:%M:%S} UTC · {len(df)} pairs · {n_q} with q < 0.05 "
-        "(Benjamini-Hochberg, EG p-values)"
+        f"Scan at {fmt_clock(ts, '%Y-%m-%d %H:%M:%S')} UTC · {len(df)} pairs · "
+        f"{n_q} with q < 0.05 (Benjamini-Hochberg, EG p-values)"
     )
     if st.session_state.get("scanner_opened"):
         st.success(

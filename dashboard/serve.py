@@ -7,12 +7,17 @@ starts, then runs Streamlit's own command line (``streamlit run dashboard`` plus
 given options, e.g. ``--server.port``): the script runner finds them in
 ``sys.modules``. Streamlit binds 127.0.0.1 unless told otherwise
 (``.streamlit/config.toml``; :func:`dashboard.launch.dashboard_command` passes it too).
+
+It also serves Streamlit's front end with an ``index.html`` that preloads the Plotly
+chunk (:func:`preloading_static_dir`), so that a new browser has it compiled when
+the first chart arrives.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -73,9 +78,88 @@ def warm_up() -> None:
     plotly.io.to_json(figure, validate=False)
 
 
+PRELOAD_ROOTS: tuple[str, ...] = ("PlotlyChart",)
+"""Front-end chunks (file names before the hash) that ``index.html`` preloads."""
+
+_IMPORT_RE = re.compile(r'(?:from|import)\s*"\./([\w.-]+\.js)"')
+"""A static import of a sibling chunk in Streamlit's minified bundles."""
+
+LOG = logging.getLogger("pairflow.dashboard")
+
+
+def chunks_to_preload(js_dir: Path, roots: tuple[str, ...], have: set[str]) -> list[str]:
+    """The chunks named ``roots`` and everything they import statically, minus ``have``.
+
+    A root matches a file name's part before the first dot (``PlotlyChart`` ->
+    ``PlotlyChart.D9Z0_fxz.js``); roots come first, then their imports, breadth first.
+    """
+    by_name = {f.name: f for f in js_dir.iterdir() if f.suffix == ".js"}
+    queue = [n for r in roots for n in sorted(by_name) if n.split(".")[0] == r]
+    found: list[str] = []
+    while queue:
+        name = queue.pop(0)
+        if name in found or name in have or name not in by_name:
+            continue
+        found.append(name)
+        queue.extend(_IMPORT_RE.findall(by_name[name].read_text("utf-8", errors="replace")))
+    return found
+
+
+def preloading_static_dir(dest: Path, static_dir: Path) -> Path | None:
+    """Streamlit's static folder in ``dest`` with an ``index.html`` that preloads Plotly.
+
+    Streamlit's front end fetches an element's code (a JavaScript chunk) when the
+    first such element arrives over the session's WebSocket. The Plotly chunk is
+    ~4.7 MB, and on this page it is requested after the sidebar's widgets have
+    loaded theirs. A ``<link rel="modulepreload">`` of it (and of its static imports)
+    in ``index.html`` lets the browser fetch and compile it while the page starts.
+    ``dest`` gets symbolic links to every entry of ``static_dir`` but ``index.html``
+    (Streamlit follows them). Returns ``None`` (serve ``static_dir`` as is) when the
+    main script tag or the chunk is not found: another Streamlit version.
+    """
+    try:
+        html = (static_dir / "index.html").read_text(encoding="utf-8")
+        have = set(re.findall(r'(?:href|src)="\./static/js/([\w.-]+\.js)"', html))
+        chunks = chunks_to_preload(static_dir / "static" / "js", PRELOAD_ROOTS, have)
+    except OSError:
+        return None
+    anchor = re.search(r'<script type="module"[^>]*src="[^"]+"></script>', html)
+    if anchor is None or not chunks:
+        return None
+    links = "".join(
+        f'\n    <link rel="modulepreload" crossorigin href="./static/js/{name}">' for name in chunks
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in static_dir.iterdir():
+        if entry.name != "index.html":
+            (dest / entry.name).symlink_to(entry)
+    (dest / "index.html").write_text(
+        html[: anchor.end()] + links + html[anchor.end() :], encoding="utf-8"
+    )
+    return dest
+
+
+def install_preload(dest: Path) -> None:
+    """Make Streamlit serve :func:`preloading_static_dir` (logs and skips on failure)."""
+    from streamlit import file_util
+
+    served = preloading_static_dir(dest, Path(file_util.get_static_dir()))
+    if served is None:
+        LOG.info("no Plotly preload: Streamlit's static files are not as this version expects")
+        return
+    file_util.get_static_dir = lambda: str(served)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Warm up, then ``streamlit run dashboard`` with ``argv`` (default: the command line)."""
     warm_up()
+    import atexit
+    import shutil
+    import tempfile
+
+    static = Path(tempfile.mkdtemp(prefix="pairflow-static-"))
+    atexit.register(shutil.rmtree, static, ignore_errors=True)
+    install_preload(static)
     from streamlit.web import cli
 
     options = sys.argv[1:] if argv is None else argv

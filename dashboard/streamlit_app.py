@@ -37,7 +37,7 @@ from dashboard.render_data import render_data_tab
 from dashboard.render_health import render_health_tab
 from dashboard.render_pair import render_kpis, render_pair_tab
 from dashboard.render_strategy import render_strategy_tab
-from dashboard.ui import STALE_AFTER_S, fmt_age, fmt_time, missing_db_message
+from dashboard.ui import STALE_AFTER_S, fmt_age, fmt_clock, fmt_time, missing_db_message
 from pairflow import timeutil
 from pairflow.config import redact_url
 from pairflow.timeutil import UTC
@@ -163,16 +163,14 @@ def render_live(cfg: AppConfig, ctl: Controls) -> None:
     now = datetime.now(tz=UTC)
     status = f"● live, every {ctl.refresh_s} s" if ctl.live else "⏸ paused"
     status_slot = st.empty()
-    status_slot.caption(f"{status} · read at {now.strftime('%H:%M:%S')} UTC")
+    status_slot.caption(f"{status} · read at {fmt_clock(now)} UTC")
     notices = st.container()
     body = st.container()
     try:
         _render_body(cfg, ctl, now, notices, body)
     finally:
         took_ms = (time.perf_counter() - t0) * 1000
-        status_slot.caption(
-            f"{status} · read at {now.strftime('%H:%M:%S')} UTC · drawn in {took_ms:.0f} ms"
-        )
+        status_slot.caption(f"{status} · read at {fmt_clock(now)} UTC · drawn in {took_ms:.0f} ms")
 
 
 def _render_body(
@@ -204,7 +202,7 @@ def _render_body(
         _, snap = last
         notices.warning(
             f"The database is busy (the flow holds its lock); showing data read at "
-            f"{snap.view.read_at.strftime('%H:%M:%S')} UTC."
+            f"{fmt_clock(snap.view.read_at)} UTC."
         )
     except dbio.SchemaMissingError:
         notices.info(

@@ -70,11 +70,27 @@ def fmt_bytes(n: int) -> str:
     return f"{size:.1f} GB"  # pragma: no cover
 
 
+WORD_JOINER = "\u2060"
+"""An invisible character that keeps ``23:59:59`` from reading as an emoji shortcode."""
+
+
+def fmt_clock(ts: datetime, fmt: str = "%H:%M:%S") -> str:
+    """``ts`` in UTC as ``fmt``, safe to put in Streamlit markdown.
+
+    Streamlit's markdown loads its emoji plugin (~260 kB of JavaScript that a new
+    browser must fetch and compile before the block around it, charts included,
+    is drawn) whenever the text matches ``:word:``, and ``23:59:59`` does. An
+    invisible word joiner after each colon breaks the pattern; the text looks the
+    same.
+    """
+    return ts.astimezone(UTC).strftime(fmt).replace(":", ":" + WORD_JOINER)
+
+
 def fmt_time(ts: datetime | None) -> str:
-    """``2024-08-08 23:59:59 UTC``."""
+    """``2024-08-08 23:59:59 UTC`` (markdown-safe, :func:`fmt_clock`)."""
     if ts is None:
         return "—"
-    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return fmt_clock(ts, "%Y-%m-%d %H:%M:%S UTC")
 
 
 def pd_time(value: object) -> datetime | None:

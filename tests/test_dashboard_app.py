@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import app_config, launch, render_pair, ui
+from dashboard import app_config, launch, render_pair, serve, ui
 from dashboard.pair_view import LOOKBACKS
 from pairflow.testing.dbgen import GenSpec, generate_db
 from pairflow.timeutil import UTC, now_utc
@@ -71,8 +72,12 @@ def _missing_metrics(at: AppTest, labels: tuple[str, ...]) -> list[str]:
 
 
 def run_app() -> AppTest:
-    """Run the app once (``PAIRFLOW_DB`` is set by the ``use_db`` fixture)."""
-    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    """A new session's first two refreshes (``PAIRFLOW_DB`` is set by the ``use_db`` fixture).
+
+    The first live refresh draws only the first row of pair charts
+    (``test_first_refresh_draws_the_first_row_then_every_chart``), the second all.
+    """
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run().run()
 
 
 def _texts(elements: object) -> list[str]:
@@ -98,6 +103,25 @@ def use_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path | str], N
 
 
 # --------------------------------------------------------------------------- happy path
+
+
+def test_first_refresh_draws_the_first_row_then_every_chart(use_db, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert chart_count(at) == len(render_pair.PAIR_LAYOUT[0])
+    assert not _missing_metrics(at, PAIR_KPIS)  # the KPIs are all there at once
+    at.run()  # the next live refresh
+    assert chart_count(at) == ALL_CHARTS
+
+
+def test_paused_page_draws_every_chart_at_once(use_db, fresh_db: Path) -> None:
+    use_db(fresh_db)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["live"] = False
+    at.run()
+    assert_clean(at)
+    assert chart_count(at) == ALL_CHARTS  # no next refresh would come
 
 
 def test_renders_every_chart_and_kpi(use_db, fresh_db: Path) -> None:
@@ -360,6 +384,52 @@ def test_formatters() -> None:
     assert render_pair.z_zone(0.1, 2.0, 0.5) == "exit band"
     assert render_pair.z_zone(1.0, 2.0, 0.5) is None
     assert ui.fmt_time(now_utc() - timedelta(0)).endswith("UTC")
+
+
+STREAMLIT_EMOJI_SHORTCODE = re.compile(r":(?!material/|streamlit:)[\w+-][\w_+-]*:", re.ASCII)
+"""The test Streamlit's markdown makes before it loads its emoji plugin (1.67 bundle)."""
+
+
+def test_times_in_markdown_do_not_load_the_emoji_plugin() -> None:
+    ts = datetime(2024, 8, 8, 23, 59, 59, tzinfo=UTC)
+    assert STREAMLIT_EMOJI_SHORTCODE.search(ts.strftime("%H:%M:%S"))  # why it is needed
+    for text in (ui.fmt_clock(ts), ui.fmt_time(ts)):
+        assert not STREAMLIT_EMOJI_SHORTCODE.search(text), text
+    assert ui.fmt_clock(ts).replace(ui.WORD_JOINER, "") == "23:59:59"
+    assert ui.fmt_time(ts).replace(ui.WORD_JOINER, "") == "2024-08-08 23:59:59 UTC"
+
+
+def test_served_index_preloads_the_plotly_chunk(tmp_path: Path) -> None:
+    from streamlit import file_util
+
+    static = Path(file_util.get_static_dir())
+    served = serve.preloading_static_dir(tmp_path / "static", static)
+    assert served is not None
+    html = (served / "index.html").read_text()
+    preloads = re.findall(r'rel="modulepreload" crossorigin href="\./static/js/([^"]+)"', html)
+    plotly = [p for p in preloads if p.startswith("PlotlyChart.")]
+    assert len(plotly) == 1 and (static / "static" / "js" / plotly[0]).is_file()
+    assert html.index(plotly[0]) > html.index('<script type="module"')
+    assert (served / "static" / "js" / plotly[0]).resolve() == static / "static" / "js" / plotly[0]
+    original = (static / "index.html").read_text()
+    assert (
+        html.replace(
+            "".join(
+                f'\n    <link rel="modulepreload" crossorigin href="./static/js/{p}">'
+                for p in preloads
+                if p not in original
+            ),
+            "",
+        )
+        == original
+    )
+
+
+def test_served_index_is_left_alone_for_an_unknown_streamlit_layout(tmp_path: Path) -> None:
+    static = tmp_path / "streamlit_static"
+    (static / "static" / "js").mkdir(parents=True)
+    (static / "index.html").write_text("<html><head></head></html>")
+    assert serve.preloading_static_dir(tmp_path / "out", static) is None
 
 
 def test_streamlit_config_binds_loopback() -> None:
