@@ -40,23 +40,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import bytewax.operators as op
-import bytewax.operators.windowing as win
 import duckdb
 import redis
 from bytewax.dataflow import Dataflow
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 import dataflow
+from benchmarks.e2e_bare import SYMBOLS, NullSink, bare_flow, parse_chunks
 from benchmarks.seed_baseline import run_seed_baseline
 from operators.bars import BarLogic
 from pairflow.config import load_settings
-from pairflow.records import Bar, Tick
+from pairflow.records import Bar
 from pairflow.testing import ROOT
 from pairflow.testing.bench import (
     DEFAULT_WINDOWS,
@@ -73,11 +70,7 @@ from pairflow.testing.bench import (
     run_timed,
     settings_env,
 )
-from sources.binance.wire import parse_batch
 from sources.replay import ReplaySource
-
-SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass
@@ -102,25 +95,6 @@ class Row:
         return self.ticks / self.wall_s
 
 
-class _NullPartition(StatelessSinkPartition[Any]):
-    def __init__(self, counter: Counter[str]) -> None:
-        self.counter = counter
-
-    def write_batch(self, items: list[Any]) -> None:
-        self.counter["items"] += len(items)
-
-
-class NullSink(DynamicSink[Any]):
-    """Counts what it receives and drops it."""
-
-    def __init__(self) -> None:
-        self.counter: Counter[str] = Counter()
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NullPartition:
-        """A counting partition."""
-        return _NullPartition(self.counter)
-
-
 LAST_CPU_S: list[float] = [0.0]
 """CPU time (all threads of this process) of the last :func:`_timed` run."""
 
@@ -132,11 +106,6 @@ def _timed(flow: Dataflow) -> float:
     wall = time.perf_counter() - started
     LAST_CPU_S[0] = time.process_time() - cpu
     return wall
-
-
-def _parse_chunks(items: list[Any]) -> list[tuple[str, list[Tick]]]:
-    by_symbol, _rejects, _other = parse_batch(items, SYMBOLS, "replay", 0)
-    return list(by_symbol.items())
 
 
 def run_pairflow(path: Path, tmp: Path, *, redis_on: bool, windows: str) -> tuple[float, str]:
@@ -177,7 +146,7 @@ def run_ceiling(path: Path) -> tuple[float, str]:
     """Source -> parse -> our 1s/1m/5m bar step -> null sink."""
     flow = Dataflow("ceiling")
     inp = op.input("input", flow, ReplaySource(path))
-    chunks = op.flat_map_batch("parse", inp, _parse_chunks)
+    chunks = op.flat_map_batch("parse", inp, parse_chunks)
     bars = op.stateful_batch(
         "bars",
         chunks,
@@ -188,39 +157,9 @@ def run_ceiling(path: Path) -> tuple[float, str]:
     return _timed(flow), f"{sink.counter['items']:,} bars"
 
 
-def _fold(acc: list[float] | None, tick: Tick) -> list[float]:
-    if acc is None:
-        return [tick.price, tick.price, tick.price, tick.price, tick.qty, 1.0]
-    p = tick.price
-    if p > acc[1]:
-        acc[1] = p
-    elif p < acc[2]:
-        acc[2] = p
-    acc[3] = p
-    acc[4] += tick.qty
-    acc[5] += 1.0
-    return acc
-
-
-def _merge(a: list[float], b: list[float]) -> list[float]:  # sessions only; never called
-    return a
-
-
 def run_bytewax_windowing(path: Path) -> tuple[float, str]:
     """Source -> parse -> per-tick items -> bytewax ``fold_window`` (1 s) -> null sink."""
-    flow = Dataflow("bytewax_window")
-    inp = op.input("input", flow, ReplaySource(path))
-    chunks = op.flat_map_batch("parse", inp, _parse_chunks)
-    ticks = op.flat_map("ticks", chunks, lambda kv: ((kv[0], t) for t in kv[1]))
-    clock = win.EventClock(
-        lambda t: EPOCH + timedelta(milliseconds=t.trade_time_ms),
-        wait_for_system_duration=timedelta(seconds=0),
-    )
-    windower = win.TumblingWindower(length=timedelta(seconds=1), align_to=EPOCH)
-    out = win.fold_window("bars_1s", ticks, clock, windower, lambda: None, _fold, _merge)
-    sink, late = NullSink(), NullSink()
-    op.output("null", out.down, sink)
-    op.output("late", out.late, late)
+    flow, sink, late = bare_flow(path)
     wall = _timed(flow)
     return wall, f"{sink.counter['items']:,} 1s bars, {late.counter['items']:,} late ticks"
 
@@ -343,8 +282,9 @@ def whole_process(path: Path, tmp: Path, repeat: int) -> str:
     """Whole processes, start-up included, alternating: the full flow vs a bare Bytewax flow.
 
     Full: ``python -m bytewax.run dataflow`` with the replay at max speed, Redis tee,
-    DuckDB and analytics with the default windows. Bare: ``python benchmarks/e2e.py
-    --bare-child FILE`` (parse + key + 1s ``fold_window`` -> null, via ``run_main``).
+    DuckDB and analytics with the default windows. Bare: ``python benchmarks/e2e_bare.py
+    FILE`` (parse + key + 1s ``fold_window`` -> null, via ``run_main``; it imports only
+    Bytewax and our parser and replay source).
     """
     env = _child_env(tmp)
     walls: dict[str, list[float]] = {"full": [], "bare": []}
@@ -360,9 +300,7 @@ def whole_process(path: Path, tmp: Path, repeat: int) -> str:
             delete_prefix(prefix)
             db.unlink(missing_ok=True)
         walls["bare"].append(
-            run_timed(
-                [sys.executable, str(ROOT / "benchmarks/e2e.py"), "--bare-child", str(path)], env
-            )
+            run_timed([sys.executable, str(ROOT / "benchmarks/e2e_bare.py"), str(path)], env)
         )
     full = sorted(walls["full"])[len(walls["full"]) // 2]
     bare = sorted(walls["bare"])[len(walls["bare"]) // 2]
@@ -381,9 +319,6 @@ def whole_process(path: Path, tmp: Path, repeat: int) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--bare-child":
-        run_bytewax_windowing(Path(sys.argv[2]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000, help="at least this many")
     parser.add_argument("--quick", action="store_true", help="200 k ticks, 10 k baseline")
