@@ -21,11 +21,14 @@ PAIR_LAYOUT: tuple[tuple[str, ...], ...] = (
     ("corr", "beta", "pvalues"),
 )
 
+FIRST_REFRESH_CHARTS = 1
 _ALL_DRAWN = "pair_charts_all_drawn"
-# Session-state flag: a session's first live refresh draws the first row of charts
-# only, the next refresh the rest. A browser draws every chart of one refresh in one
-# go, so the first chart is on screen only when all seven are (~0.2 s each on a slow
-# machine, after ~4.7 MB of Plotly code has compiled); staging puts it there sooner.
+# A session's first live refresh draws the first FIRST_REFRESH_CHARTS charts only (the
+# others keep empty slots), the next refresh all of them (_ALL_DRAWN: a session-state
+# flag). A browser draws every chart of one refresh in one go, so the first chart is
+# on screen only when all seven are (~0.1-0.3 s each on a slow machine, after ~4.7 MB
+# of Plotly code has compiled); staging puts it there sooner. A paused page (no next
+# refresh) draws all at once.
 
 
 def z_zone(z: float | None, entry: float, exit_: float) -> str | None:
@@ -137,14 +140,14 @@ def render_pair_tab(
     if not view.has_analytics:
         top.info(window_message(cfg, req, grid_points))
     staged = ctl.live and not st.session_state.get(_ALL_DRAWN)
-    rows = PAIR_LAYOUT[:1] if staged else PAIR_LAYOUT
+    names = PAIR_LAYOUT[0][:FIRST_REFRESH_CHARTS] if staged else sum(PAIR_LAYOUT, ())
     figs = pair_charts.pair_figures(
-        view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman, only=sum(rows, ())
+        view, ctl.candle_leg, ctl.entry, ctl.exit, kalman_z=ctl.kalman, only=names
     )
-    for i, row in enumerate(PAIR_LAYOUT):
+    for row in PAIR_LAYOUT:
         for col, name in zip(st.columns(len(row)), row, strict=True):
             with col:
-                if i < len(rows):
+                if name in figs:
                     plotly_chart(figs[name], key=f"chart_{name}")
                 else:
                     st.empty()  # this chart's slot, filled by the next refresh

@@ -74,8 +74,8 @@ def _missing_metrics(at: AppTest, labels: tuple[str, ...]) -> list[str]:
 def run_app() -> AppTest:
     """A new session's first two refreshes (``PAIRFLOW_DB`` is set by the ``use_db`` fixture).
 
-    The first live refresh draws only the first row of pair charts
-    (``test_first_refresh_draws_the_first_row_then_every_chart``), the second all.
+    The first live refresh draws only the first pair chart
+    (``test_first_refresh_draws_the_first_chart_then_every_chart``), the second all.
     """
     return AppTest.from_file(APP, default_timeout=TIMEOUT).run().run()
 
@@ -105,11 +105,11 @@ def use_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path | str], N
 # --------------------------------------------------------------------------- happy path
 
 
-def test_first_refresh_draws_the_first_row_then_every_chart(use_db, fresh_db: Path) -> None:
+def test_first_refresh_draws_the_first_chart_then_every_chart(use_db, fresh_db: Path) -> None:
     use_db(fresh_db)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert chart_count(at) == len(render_pair.PAIR_LAYOUT[0])
+    assert chart_count(at) == render_pair.FIRST_REFRESH_CHARTS
     assert not _missing_metrics(at, PAIR_KPIS)  # the KPIs are all there at once
     at.run()  # the next live refresh
     assert chart_count(at) == ALL_CHARTS
