@@ -553,9 +553,18 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
             log.warning("DuckDB file %s migrated: %s", self.path, done)
 
     def write_batch(self, items: list[object]) -> None:
-        """Buffer the items; flush if enough rows or time have accumulated."""
+        """Buffer the items; flush if enough rows or time have accumulated.
+
+        An item is a record or a ``list`` of records (the flow sends one list per
+        batch, :func:`dataflow.build`), taken in order.
+        """
+        add = self.pending.add
         for item in items:
-            self.pending.add(item)
+            if type(item) is list:
+                for record in item:
+                    add(record)
+            else:
+                add(item)
         if len(self.pending) >= self.batch_rows or now_ms() - self.last_flush_ms >= self.flush_ms:
             self.flush()
 
@@ -591,7 +600,8 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
 class DuckDBSink(FixedPartitionedSink[object, PendingRows]):
     """Writes the records registered in :mod:`sinks.schema`, and retractions.
 
-    Upstream items must be ``(key, record)``; every key goes to the one partition.
+    Upstream items must be ``(key, record)`` or ``(key, [record, ...])``; every key
+    goes to the one partition.
 
     Args:
         path: DuckDB file.

@@ -92,6 +92,19 @@ def test_a_failed_plain_insert_leaves_nothing_of_its_flush_behind(tmp_path):
     assert rows(db, "SELECT count(*) FROM rejects") == [(1,)]
 
 
+def test_duckdb_sink_takes_lists_of_records_in_order(tmp_path):
+    """The flow sends one list per batch: the same rows as the records one by one."""
+    items = [_sig(0), bar(close=1.0), Retract("signals", _key(0)), bar(close=2.0), _sig(1000)]
+    tables = {}
+    for name, batches in (("one_by_one", items), ("lists", [items[:2], items[2:]])):
+        db = tmp_path / f"{name}.db"
+        part = DuckDBPartition(db, batch_rows=10**6, flush_ms=10**9, resume=None)
+        part.write_batch(batches)
+        part.close()
+        tables[name] = (_signals(db), rows(db, "SELECT close FROM bars"))
+    assert tables["lists"] == tables["one_by_one"] == ([("default", 1000, "exit")], [(2.0,)])
+
+
 def test_duckdb_sink_dedupes_keys_inside_one_batch(tmp_path):
     db = tmp_path / "d.db"
     part = DuckDBPartition(db, batch_rows=100, flush_ms=10_000, resume=None)
