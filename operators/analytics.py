@@ -62,7 +62,11 @@ __all__ = [
 ]
 
 
-class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output, PairState | None]):
+RoutedValue = tuple[str, "Bar | Watermark | list[Bar | Watermark]"]
+"""What the analytics step gets per item: its key and a bar/watermark, or a list of them."""
+
+
+class PairAnalyticsLogic(StatefulBatchLogic[RoutedValue, Output, PairState | None]):
     """Bytewax logic for one ``(pair, tf)`` key: wraps ``pair_grid.ingest`` / ``advance``.
 
     ``stateful_batch`` does not tell a builder its key, so :func:`route` sends
@@ -81,13 +85,22 @@ class PairAnalyticsLogic(StatefulBatchLogic[tuple[str, Bar | Watermark], Output,
         self._ingest = ingest
         self._advance = advance
 
-    def on_batch(self, values: list[tuple[str, Bar | Watermark]]) -> tuple[Iterable[Output], bool]:
-        """Ingest a batch (legs interleaved arbitrarily), then emit what became ready."""
+    def on_batch(self, values: list[RoutedValue]) -> tuple[Iterable[Output], bool]:
+        """Ingest a batch (legs interleaved arbitrarily), then emit what became ready.
+
+        A value's item is a bar or watermark, or a list of them in order
+        (:meth:`Router.batch`, what the flow sends).
+        """
         if self.state is None:
             self.state = self._make(values[0][0])
         state = self.state
+        ingest = self._ingest
         for _, item in values:
-            self._ingest(state, item)
+            if isinstance(item, list):
+                for one in item:
+                    ingest(state, one)
+            else:
+                ingest(state, item)
         return self._advance(state), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
@@ -132,6 +145,23 @@ class Router:
         logic knows which pair it serves.
         """
         return [(key, (key, item)) for key in self.keys.get((item.symbol, item.tf), ())]
+
+    def batch(self, items: list[Bar | Watermark]) -> list[tuple[str, RoutedValue]]:
+        """A batch of bars/watermarks as one ``(key, (key, [items...]))`` per key.
+
+        Each key's items keep their order in ``items`` (what :meth:`__call__` per
+        item would deliver); one item per key instead of one per bar and key.
+        """
+        out: dict[str, list[Bar | Watermark]] = {}
+        keys = self.keys
+        for item in items:
+            for key in keys.get((item.symbol, item.tf), ()):
+                lst = out.get(key)
+                if lst is None:
+                    out[key] = [item]
+                else:
+                    lst.append(item)
+        return [(key, (key, lst)) for key, lst in out.items()]
 
 
 def route(
@@ -200,7 +230,7 @@ def pair_analytics_op(
         compiled = use_compiled(keys, numba)
         return new_state(key, windows[tf], pvalue_every, kalman_delta, compiled=compiled)
 
-    keyed = op.flat_map("route", bars, Router(pairs, windows))
+    keyed = op.flat_map_batch("route", bars, Router(pairs, windows).batch)
     logic = op.stateful_batch("analytics", keyed, lambda resume: PairAnalyticsLogic(resume, make))
     flat = op.key_rm("unkey", logic)
     rows_b = op.branch("is_row", flat, _is_row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 
 import numpy as np
 import pandas as pd
@@ -515,6 +516,51 @@ def test_router_lists_exactly_the_pairs_of_a_symbol_in_pair_order_for_a_full_sca
             want = [pair_key(y, x, tf) for y, x in pairs if sym in (y, x)] if tf in windows else []
             assert [k for k, _ in router(bar(sym, T0, 1.0, tf=tf))] == want
     assert sum(len(v) for v in router.keys.values()) == 2 * len(pairs) * len(windows)
+
+
+def test_router_batch_gives_each_key_its_items_in_order_once() -> None:
+    pairs = (("BTCUSDT", "ETHUSDT"), ("BTCUSDT", "SOLUSDT"), ("ETHUSDT", "SOLUSDT"))
+    windows = {"1s": 300, "1m": 120}
+    router = Router(pairs, windows)
+    items = [
+        bar("BTCUSDT", T0, 1.0),
+        bar("ETHUSDT", T0, 2.0),
+        Watermark("SOLUSDT", "1s", T0),
+        bar("BTCUSDT", T0 + 1000, 1.5),
+        bar("SOLUSDT", T0, 3.0, tf="1m"),
+        bar("BTCUSDT", T0, 1.0, tf="5m"),  # no 5m window: goes nowhere
+    ]
+    per_item: dict[str, list[object]] = {}
+    for item in items:
+        for key, (key_again, value) in router(item):
+            assert key_again == key
+            per_item.setdefault(key, []).append(value)
+    batched = router.batch(items)
+    assert [k for k, _ in batched] == list(per_item)  # one item per key
+    assert {k: v for k, (k2, v) in batched if k2 == k} == per_item
+    assert router.batch([]) == []
+
+
+def test_logic_takes_a_routed_list_as_its_items_one_by_one() -> None:
+    """What the flow sends (``Router.batch``) gives the rows of items sent one by one."""
+    pairs = (("BTCUSDT", "ETHUSDT"),)
+    windows = {"1s": 5}
+    router = Router(pairs, windows)
+    rng = random.Random(3)
+    items = []
+    for i in range(40):
+        items.append(bar("BTCUSDT", T0 + 1000 * i, 100.0 + rng.gauss(0, 1)))
+        items.append(bar("ETHUSDT", T0 + 1000 * i, 50.0 + rng.gauss(0, 1)))
+
+    def rows(values: list) -> list:
+        logic = PairAnalyticsLogic(None, lambda key: new_state(key, 5))
+        out, _ = logic.on_batch(values)
+        return list(out)
+
+    one_by_one = rows([v for item in items for _, v in router(item)])
+    listed = rows([v for _, v in router.batch(items)])
+    assert len(one_by_one) > 20
+    assert listed == one_by_one
 
 
 def test_new_state_rejects_bad_parameters() -> None:
