@@ -34,11 +34,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
+if TYPE_CHECKING:
+    from bytewax.operators import KeyedStream
+
+from operators.keyed_batches import by_key, flatten
 from pairflow.records import AnalyticsRow, ScanRow, Stat
 from pairflow.stats.multitest import bh_qvalues
 from pairflow.timeutil import TF_MS, now_ms
@@ -164,7 +169,9 @@ def advance(state: ScanState, dirty: set[int], *, eof: bool = False) -> list[Sca
     return out
 
 
-class ScanLogic(StatefulBatchLogic[AnalyticsRow, ScanOutput, ScanState | None]):
+class ScanLogic(
+    StatefulBatchLogic[AnalyticsRow | list[AnalyticsRow], ScanOutput, ScanState | None]
+):
     """Bytewax logic of one timeframe's scanner (see the module docstring).
 
     Args:
@@ -176,13 +183,19 @@ class ScanLogic(StatefulBatchLogic[AnalyticsRow, ScanOutput, ScanState | None]):
         self.state = resume
         self._every = every
 
-    def on_batch(self, values: list[AnalyticsRow]) -> tuple[Iterable[ScanOutput], bool]:
-        """Ingest rows (pairs and times interleaved), then scan what became complete."""
+    def on_batch(
+        self, values: list[AnalyticsRow | list[AnalyticsRow]]
+    ) -> tuple[Iterable[ScanOutput], bool]:
+        """Ingest rows (pairs and times interleaved; or lists of them, in order).
+
+        Then scan what became complete.
+        """
+        rows = flatten(values)
         if self.state is None:
-            tf = values[0].tf
+            tf = rows[0].tf
             self.state = ScanState(tf, TF_MS[tf], self._every.get(tf, 1))
         dirty: set[int] = set()
-        for row in values:
+        for row in rows:
             ingest(self.state, row, dirty)
         return advance(self.state, dirty), StatefulBatchLogic.RETAIN
 
@@ -213,6 +226,13 @@ def pair_scan(
         :class:`ScanRow` records (re-emitted on amendment: upsert them) and the
         ``late_rows`` counters as :class:`Stat`.
     """
-    keyed = op.key_on("scan_key", rows, lambda r: r.tf)
+    keyed = cast(
+        "KeyedStream[AnalyticsRow | list[AnalyticsRow]]",
+        op.flat_map_batch("scan_key", rows, by_key(_tf_of)),
+    )
     scanned = op.stateful_batch("scan", keyed, lambda resume: ScanLogic(resume, every))
     return op.key_rm("scan_unkey", scanned)
+
+
+def _tf_of(row: AnalyticsRow) -> str:
+    return row.tf

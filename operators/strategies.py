@@ -39,12 +39,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
+if TYPE_CHECKING:
+    from bytewax.operators import KeyedStream
+
+from operators.keyed_batches import by_key, flatten
 from pairflow.records import AnalyticsRow, Retract, RetractFrom, Signal, Stat
 from pairflow.strategies.params import DEFAULT_NAME, StrategyParams
 from pairflow.strategies.rules import (
@@ -281,7 +285,9 @@ def _reconfigure(state: KeyState, strategies: Sequence[StrategyParams]) -> KeySt
     return KeyState(state.pair, state.tf, state.tf_ms, states, late_rows=state.late_rows)
 
 
-class StrategiesLogic(StatefulBatchLogic[AnalyticsRow, StrategyOutput, KeyState | None]):
+class StrategiesLogic(
+    StatefulBatchLogic[AnalyticsRow | list[AnalyticsRow], StrategyOutput, KeyState | None]
+):
     """Bytewax logic of one ``"pair|tf"`` key (see the module docstring).
 
     Args:
@@ -300,14 +306,17 @@ class StrategiesLogic(StatefulBatchLogic[AnalyticsRow, StrategyOutput, KeyState 
         self.horizon_ms = horizon_ms
         self.state = _reconfigure(resume, self.strategies) if resume is not None else None
 
-    def on_batch(self, values: list[AnalyticsRow]) -> tuple[Iterable[StrategyOutput], bool]:
-        """Run the strategies over a batch of this key's rows."""
+    def on_batch(
+        self, values: list[AnalyticsRow | list[AnalyticsRow]]
+    ) -> tuple[Iterable[StrategyOutput], bool]:
+        """Run the strategies over a batch of this key's rows (or lists of them, in order)."""
+        rows = flatten(values)
         head: list[StrategyOutput] = []
         if self.state is None:
-            first = values[0]
+            first = rows[0]
             self.state = new_key_state(first.pair, first.tf, self.strategies)
             head = [StrategyDef(p.name, p.params_json()) for p in self.strategies]
-        return head + process(self.state, values, self.horizon_ms), StatefulBatchLogic.RETAIN
+        return head + process(self.state, rows, self.horizon_ms), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> KeyState | None:
         """An independent copy of the state (cheap: kept rows are shared immutables)."""
@@ -339,7 +348,10 @@ def strategies_op(
         Records for the DuckDB sink (upserts, retractions and ``Stat`` counters).
     """
     strategies = tuple(strategies)
-    keyed = op.key_on("key", rows, strategy_key)
+    keyed = cast(
+        "KeyedStream[AnalyticsRow | list[AnalyticsRow]]",
+        op.flat_map_batch("key", rows, by_key(strategy_key)),
+    )
     logic = op.stateful_batch(
         "strategies", keyed, lambda resume: StrategiesLogic(resume, strategies, horizon_ms)
     )

@@ -320,6 +320,16 @@ def test_snapshot_is_independent_and_resumes_with_changed_strategies() -> None:
     assert changed.state.states[0].rows == 300
 
 
+def test_logic_takes_lists_of_rows_as_the_rows_in_order() -> None:
+    """What the flow sends (``keyed_batches.by_key``): lists give the outputs of the rows."""
+    rows = make_rows(200, seed=8)
+    one_by_one, _ = StrategiesLogic(None, (S1, S2)).on_batch(rows)
+    listed, _ = StrategiesLogic(None, (S1, S2)).on_batch([rows[:70], rows[70:71], rows[71:]])
+    strip = [r for r in one_by_one if not isinstance(r, Stat)]
+    assert len(strip) > 200  # equity per row and strategy, and the signals
+    assert [r for r in listed if not isinstance(r, Stat)] == strip
+
+
 def run_operator(
     batches: list[list[AnalyticsRow]], strategies: Sequence[StrategyParams]
 ) -> list[Any]:
