@@ -74,6 +74,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "STRATEGIES": "",
     "KALMAN_DELTA": "0.01",
     "NUMBA": "auto",
+    "GC_THRESHOLDS": "50000,20,100",
 }
 """Defaults of the settings every run has, by name without the ``PAIRFLOW_`` prefix."""
 
@@ -110,6 +111,8 @@ class Settings:
             kernel (``auto``: from 8 (pair, tf) keys on; loading numba costs seconds).
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``, the Kalman hedge model's state noise
             ``Vw = delta * C`` (a number >= 0; docs/design.md "Hedge models").
+        gc_thresholds: ``PAIRFLOW_GC_THRESHOLDS``: the ``gc.set_threshold`` the flow's
+            process runs with (:mod:`pairflow.gc_tuning`); ``None`` keeps Python's.
     """
 
     source: SourceConfig = field(default_factory=BinanceConfig)
@@ -138,6 +141,7 @@ class Settings:
     )
     kalman_delta: float = float(COMMON_DEFAULTS["KALMAN_DELTA"])
     numba: str = COMMON_DEFAULTS["NUMBA"]
+    gc_thresholds: tuple[int, int, int] | None = (50_000, 20, 100)
 
     @property
     def source_kind(self) -> str:
@@ -363,6 +367,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         strategies=strategies,
         kalman_delta=parse_number("KALMAN_DELTA", raw["KALMAN_DELTA"], minimum=0.0),
         numba=parse_numba(raw["NUMBA"]),
+        gc_thresholds=parse_gc_thresholds(raw["GC_THRESHOLDS"]),
     )
 
 
@@ -379,6 +384,29 @@ def parse_numba(text: str) -> str:
         msg = f"PAIRFLOW_NUMBA must be auto, on or off, got {text!r}"
         raise ConfigError(msg)
     return low
+
+
+def parse_gc_thresholds(text: str) -> tuple[int, int, int] | None:
+    """``PAIRFLOW_GC_THRESHOLDS``: ``g0,g1,g2`` for ``gc.set_threshold``; empty/``default``: None.
+
+    ``g0`` (allocations minus frees that start a young collection) must be >= 1;
+    ``g1``/``g2`` (younger collections per older one) >= 1 as well.
+
+    Raises:
+        ConfigError: on anything else.
+    """
+    low = text.strip().lower()
+    if low in ("", "default"):
+        return None
+    parts = [p.strip() for p in low.split(",")]
+    if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):  # noqa: PLR2004
+        msg = (
+            "PAIRFLOW_GC_THRESHOLDS must be three whole numbers >= 1 (g0,g1,g2, "
+            f"e.g. 50000,20,100) or 'default' for Python's own, got {text!r}"
+        )
+        raise ConfigError(msg)
+    g0, g1, g2 = (int(p) for p in parts)
+    return g0, g1, g2
 
 
 def redact_url(url: str | None) -> str:
