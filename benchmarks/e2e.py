@@ -52,7 +52,7 @@ import dataflow
 from benchmarks.e2e_bare import SYMBOLS, NullSink, bare_flow, parse_chunks
 from benchmarks.seed_baseline import run_seed_baseline
 from operators.bars import BarLogic
-from pairflow.config import load_settings
+from pairflow.config import COMMON_DEFAULTS, load_settings
 from pairflow.records import Bar
 from pairflow.testing import ROOT
 from pairflow.testing.bench import (
@@ -286,10 +286,13 @@ def whole_process(path: Path, tmp: Path, repeat: int) -> str:
     (``PAIRFLOW_WINDOWS=`` : bars, Redis, DuckDB), which says how much of the difference
     the analytics rows are. Bare: ``python benchmarks/e2e_bare.py FILE`` (parse + key +
     1s ``fold_window`` -> null, via ``run_main``; it imports only Bytewax and our
-    parser and replay source).
+    parser and replay source). The yardstick is the bare flow as a user writes it,
+    with Python's default GC thresholds; the flow runs with ``PAIRFLOW_GC_THRESHOLDS``
+    (``pairflow/gc_tuning.py``), so one more row gives the bare flow the same thresholds.
     """
     env = _child_env(tmp)
-    walls: dict[str, list[float]] = {"full": [], "no_analytics": [], "bare": []}
+    walls: dict[str, list[float]] = {"full": [], "no_analytics": [], "bare": [], "bare_gc": []}
+    gc_arg = COMMON_DEFAULTS["GC_THRESHOLDS"]
     for i in range(repeat):
         for name, windows in (("full", DEFAULT_WINDOWS), ("no_analytics", "")):
             prefix = new_prefix("e2e")
@@ -302,15 +305,16 @@ def whole_process(path: Path, tmp: Path, repeat: int) -> str:
             finally:
                 delete_prefix(prefix)
                 db.unlink(missing_ok=True)
-        walls["bare"].append(
-            run_timed([sys.executable, str(ROOT / "benchmarks/e2e_bare.py"), str(path)], env)
-        )
+        bare = [sys.executable, str(ROOT / "benchmarks/e2e_bare.py"), str(path)]
+        walls["bare"].append(run_timed(bare, env))
+        walls["bare_gc"].append(run_timed([*bare, gc_arg], env))
     med = {k: sorted(v)[len(v) // 2] for k, v in walls.items()}
     ticks = count_lines(path)
     names = {
         "full": "pairflow: bytewax.run dataflow (Redis + DuckDB + analytics)",
         "no_analytics": "pairflow without analytics (Redis + DuckDB, PAIRFLOW_WINDOWS=)",
         "bare": "bare Bytewax: parse + key + 1s fold_window",
+        "bare_gc": f"the same bare flow with pairflow's gc.set_threshold({gc_arg})",
     }
     rows = [
         [names[k], f"{med[k]:.2f}", f"{ticks / med[k]:,.0f}", f"{med['bare'] / med[k]:.2f}x",

@@ -1,6 +1,7 @@
 """The bare Bytewax yardstick of ``benchmarks/e2e.py``: parse + key + 1 s ``fold_window``.
 
     python benchmarks/e2e_bare.py FILE.ndjson[.gz]     # one whole process, as timed
+    python benchmarks/e2e_bare.py FILE 50000,20,100    # the same with gc.set_threshold
 
 What a user would write with Bytewax alone over the same recording: the replay
 source, our frame parser (``sources.binance.wire.parse_batch``), one item per tick,
@@ -94,4 +95,8 @@ def bare_flow(path: Path) -> tuple[Dataflow, NullSink, NullSink]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:  # noqa: PLR2004 - e2e.py's "bare with pairflow's GC" row
+        import gc
+
+        gc.set_threshold(*(int(x) for x in sys.argv[2].split(",")))
     run_main(bare_flow(Path(sys.argv[1]))[0])
