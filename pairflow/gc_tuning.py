@@ -5,9 +5,10 @@ counting frees at once, and keeps a growing set of long-lived ones (window state
 Bytewax's structures). Python's default thresholds ``(700, 10, 10)`` run a young
 collection every 700 net allocations and, every 100 of those, a full one that walks
 every live object; in the flow that is work without garbage to find. Measured in a
-900 s all-pairs scan (N = 14): ~1.5 s of ~9.4 s in the collector with the defaults,
-0.2 s with ``(50000, 20, 100)``, for ~5 MB more peak memory (``docs/design.md``,
-"Garbage collection"). Cycles are still collected, only less often.
+900 s all-pairs scan (N = 14, ``benchmarks/gc_thresholds.py``): 1.28 s of 5.23 s in the
+collector with the defaults, 0.31 s of 4.23 s with ``(50000, 20, 100)``, peak memory
+within a few MB (``docs/design.md``, "Garbage collection"). Cycles are still
+collected, only less often.
 
 Only process entry points (``python dataflow.py``, ``bytewax.run dataflow``, the
 benchmarks' flow children) call :func:`apply_gc_thresholds`; ``dataflow.build`` does

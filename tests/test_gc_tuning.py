@@ -89,13 +89,8 @@ _PROBE = {
 }
 
 
-@pytest.mark.parametrize("entry", sorted(_PROBE))
-@pytest.mark.parametrize(
-    ("setting", "expected"), [("12345,7,9", "(12345, 7, 9)"), ("default", "(700, 10, 10)")]
-)
-def test_entry_points_run_the_flow_with_the_configured_thresholds(
-    entry, setting, expected, tmp_path
-):
+def _run_flow_process(args: list[str], setting: str, tmp_path) -> subprocess.CompletedProcess:
+    """A Python process in the repository with a synthetic config and the GC setting."""
     env = {
         **os.environ,
         "PAIRFLOW_CONFIG": "",
@@ -104,8 +99,8 @@ def test_entry_points_run_the_flow_with_the_configured_thresholds(
         "PAIRFLOW_DB": str(tmp_path / "x.db"),
         "PAIRFLOW_GC_THRESHOLDS": setting,
     }
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE[entry]],
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -113,28 +108,22 @@ def test_entry_points_run_the_flow_with_the_configured_thresholds(
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.parametrize("entry", sorted(_PROBE))
+@pytest.mark.parametrize(
+    ("setting", "expected"), [("12345,7,9", "(12345, 7, 9)"), ("default", "(700, 10, 10)")]
+)
+def test_entry_points_run_the_flow_with_the_configured_thresholds(
+    entry, setting, expected, tmp_path
+):
+    out = _run_flow_process(["-c", _PROBE[entry]], setting, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert expected in out.stdout.splitlines()
 
 
 def test_entry_point_with_bad_gc_thresholds_exits_with_config_error(tmp_path):
-    env = {
-        **os.environ,
-        "PAIRFLOW_CONFIG": "",
-        "PAIRFLOW_SOURCE": "synthetic",
-        "PAIRFLOW_REDIS_URL": "",
-        "PAIRFLOW_DB": str(tmp_path / "x.db"),
-        "PAIRFLOW_GC_THRESHOLDS": "lots",
-    }
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "dataflow.py")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _run_flow_process([str(ROOT / "dataflow.py")], "lots", tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "PAIRFLOW_GC_THRESHOLDS must be three whole numbers" in out.stderr
     assert "Traceback" not in out.stderr
