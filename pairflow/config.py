@@ -141,7 +141,9 @@ class Settings:
     )
     kalman_delta: float = float(COMMON_DEFAULTS["KALMAN_DELTA"])
     numba: str = COMMON_DEFAULTS["NUMBA"]
-    gc_thresholds: tuple[int, int, int] | None = (50_000, 20, 100)
+    gc_thresholds: tuple[int, int, int] | None = field(
+        default_factory=lambda: parse_gc_thresholds(COMMON_DEFAULTS["GC_THRESHOLDS"])
+    )
 
     @property
     def source_kind(self) -> str:

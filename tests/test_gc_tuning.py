@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pairflow.config import ConfigError, load_settings, parse_gc_thresholds
+from pairflow.config import ConfigError, Settings, load_settings, parse_gc_thresholds
 from pairflow.gc_tuning import apply_gc_thresholds
 from pairflow.testing import ROOT
 
@@ -48,6 +48,7 @@ def test_parse_gc_thresholds_when_invalid_says_what_to_write(text):
 
 def test_load_settings_gc_thresholds_default_and_override():
     assert load_settings({"PAIRFLOW_CONFIG": ""}).gc_thresholds == (50_000, 20, 100)
+    assert Settings().gc_thresholds == (50_000, 20, 100)
     env = {"PAIRFLOW_CONFIG": "", "PAIRFLOW_GC_THRESHOLDS": "default"}
     assert load_settings(env).gc_thresholds is None
     env["PAIRFLOW_GC_THRESHOLDS"] = "2000,3,4"
