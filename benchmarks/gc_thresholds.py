@@ -28,11 +28,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pairflow.testing.bench import (  # noqa: E402 - after the path fix
+from benchmarks.scan import symbols
+from pairflow.config import COMMON_DEFAULTS
+from pairflow.testing import ROOT
+from pairflow.testing.bench import (
     DEFAULT_WINDOWS,
     RECORDING,
     delete_prefix,
@@ -45,7 +44,7 @@ from pairflow.testing.bench import (  # noqa: E402 - after the path fix
 )
 
 CHILD = r"""
-import gc, json, resource, sys, time
+import gc, json, resource, time
 t0 = time.perf_counter()
 spent = [0.0, 0.0, 0.0]
 runs = [0, 0, 0]
@@ -66,7 +65,7 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "gc_s": sum(spent), "runs"
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-SETTINGS = {"default": "default", "pairflow": "50000,20,100"}
+SETTINGS = {"default": "default", "pairflow": COMMON_DEFAULTS["GC_THRESHOLDS"]}
 
 
 def workload_env(name: str, tmp: Path, recording: Path, scan_s: float) -> tuple[dict, str]:
@@ -75,19 +74,30 @@ def workload_env(name: str, tmp: Path, recording: Path, scan_s: float) -> tuple[
     if name == "e2e":
         prefix = new_prefix("gcbench")
         return settings_env(**replay_settings(recording, db, prefix, DEFAULT_WINDOWS)), prefix
-    symbols = ",".join(f"S{i:02d}USDT" for i in range(14))
     env = settings_env(
         source="synthetic",
         synthetic_universe="clusters",
         synthetic_duration_s=str(scan_s),
         synthetic_rate="5",
-        symbols=symbols,
+        symbols=symbols(14),
         pairs="all",
         windows="1s=300",
         redis_url="",
         db=str(db),
     )
     return env, ""
+
+
+def run_workload(
+    work: str, base: dict[str, str], tmp: Path, recording: Path, scan_s: float, **extra: str
+) -> dict:
+    """One whole process of workload ``work`` (``extra``: more env); its JSON line."""
+    env, prefix = workload_env(work, tmp, recording, scan_s)
+    try:
+        return run_child({**base, **env, **extra})
+    finally:
+        if prefix:
+            delete_prefix(prefix)
 
 
 def run_child(env: dict[str, str]) -> dict:
@@ -118,23 +128,15 @@ def main() -> None:
         recording = tmp / "ticks.ndjson.gz"
         make_recording(recording, ticks, RECORDING)
         for work in ("e2e", "scan"):  # warm-up, not timed: byte-code and numba caches
-            env, prefix = workload_env(work, tmp, recording, 400.0)
-            try:
-                run_child({**base, **env})
-            finally:
-                if prefix:
-                    delete_prefix(prefix)
+            run_workload(work, base, tmp, recording, 400.0)
         for i in range(repeat):
             for work in ("e2e", "scan"):
                 order = list(SETTINGS.items())
                 for label, value in order if i % 2 == 0 else order[::-1]:
-                    env, prefix = workload_env(work, tmp, recording, scan_s)
-                    env = {**base, **env, "PAIRFLOW_GC_THRESHOLDS": value}
-                    try:
-                        results.setdefault((work, label), []).append(run_child(env))
-                    finally:
-                        if prefix:
-                            delete_prefix(prefix)
+                    res = run_workload(
+                        work, base, tmp, recording, scan_s, PAIRFLOW_GC_THRESHOLDS=value
+                    )
+                    results.setdefault((work, label), []).append(res)
     rows = []
     for (work, label), res in results.items():
         res.sort(key=lambda r: r["wall_s"])

@@ -63,18 +63,22 @@ def test_apply_gc_thresholds_sets_them_and_returns_the_previous(restore_gc):
     assert gc.get_threshold() == (12_345, 7, 9)
 
 
-def test_build_leaves_the_interpreters_gc_thresholds_alone(restore_gc, tmp_path):
-    import dataflow
-
-    gc.set_threshold(700, 10, 10)
-    env = {
+def _flow_env(setting: str, tmp_path) -> dict[str, str]:
+    """Settings of a small synthetic flow (no Redis) with ``PAIRFLOW_GC_THRESHOLDS``."""
+    return {
         "PAIRFLOW_CONFIG": "",
         "PAIRFLOW_SOURCE": "synthetic",
         "PAIRFLOW_REDIS_URL": "",
         "PAIRFLOW_DB": str(tmp_path / "x.db"),
-        "PAIRFLOW_GC_THRESHOLDS": "12345,7,9",
+        "PAIRFLOW_GC_THRESHOLDS": setting,
     }
-    dataflow.build(load_settings(env))
+
+
+def test_build_leaves_the_interpreters_gc_thresholds_alone(restore_gc, tmp_path):
+    import dataflow
+
+    gc.set_threshold(700, 10, 10)
+    dataflow.build(load_settings(_flow_env("12345,7,9", tmp_path)))
     assert gc.get_threshold() == (700, 10, 10)
 
 
@@ -92,18 +96,10 @@ _PROBE = {
 
 def _run_flow_process(args: list[str], setting: str, tmp_path) -> subprocess.CompletedProcess:
     """A Python process in the repository with a synthetic config and the GC setting."""
-    env = {
-        **os.environ,
-        "PAIRFLOW_CONFIG": "",
-        "PAIRFLOW_SOURCE": "synthetic",
-        "PAIRFLOW_REDIS_URL": "",
-        "PAIRFLOW_DB": str(tmp_path / "x.db"),
-        "PAIRFLOW_GC_THRESHOLDS": setting,
-    }
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **_flow_env(setting, tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
