@@ -528,7 +528,26 @@ class HeldConnection:
 
 
 class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
-    """The single DuckDB writer partition."""
+    """The single DuckDB writer partition.
+
+    A flush that :meth:`write_batch` starts (enough rows or time) turns the pending
+    rows into NumPy columns on the flow's thread and writes them on a writer thread
+    (DuckDB releases the GIL while it inserts), so the flow goes on with the next
+    batches meanwhile; at most one write is in flight, and the next flush waits for
+    it, so flushes commit in order. :meth:`snapshot` waits for the write in flight
+    (what a snapshot leaves out must be committed), :meth:`flush` and :meth:`close`
+    write synchronously. A failed write is raised by the next call into the
+    partition (the flow stops one batch later than with a synchronous write, and a
+    resumed flow rewrites what the last snapshot had not committed).
+
+    Args:
+        path: Database file.
+        batch_rows: Flush when this many rows are waiting.
+        flush_ms: ... or when this long has passed since the last flush.
+        resume: Pending rows of a snapshot, written with the first flush.
+        background: Write the flushes that ``write_batch`` starts on the writer
+            thread (``False``: on the calling thread, as :meth:`flush` does).
+    """
 
     def __init__(
         self,
@@ -536,6 +555,7 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         batch_rows: int,
         flush_ms: int,
         resume: PendingRows | None,
+        background: bool = True,
     ) -> None:
         self.path = path
         self.batch_rows = batch_rows
@@ -545,6 +565,10 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.flushes = 0
         self.plan = InsertPlan()
         self.held = HeldConnection(path)
+        self.background = background
+        self._writing: threading.Thread | None = None
+        self._written: dict[str, int] = {}
+        self._failed: BaseException | None = None
         self._new_file = not path.exists()
         self.held.run(self._create_tables, timeout_s=600.0)
 
@@ -566,23 +590,70 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
             else:
                 add(item)
         if len(self.pending) >= self.batch_rows or now_ms() - self.last_flush_ms >= self.flush_ms:
-            self.flush()
+            self._start_flush(background=self.background)
+        elif self._failed is not None:
+            self.wait_written()  # raises the writer's error
 
     def flush(self) -> None:
-        """Write everything pending (blocking while the file is locked)."""
+        """Write everything pending, and wait for it (blocking while the file is locked)."""
+        self._start_flush(background=False)
+
+    def _start_flush(self, *, background: bool) -> None:
+        """Turn the pending rows into one flush and write it (on the writer thread if asked).
+
+        The write in flight, if any, commits first.
+        """
+        self.wait_written()
         self.last_flush_ms = now_ms()
         if not len(self.pending):
             return
         frames = self.pending.frames()
-        plan = self.plan
-        self.held.run(lambda con: write_planned(con, frames, plan), timeout_s=float("inf"))
-        for table, n in frames.rows().items():
-            COUNTS[f"rows:{table}"] += n
         self.pending = PendingRows()
         self.flushes += 1
+        if not background:
+            self._write(frames)
+            self._count()
+            return
+        # not a daemon: an interpreter that exits (a crash elsewhere) lets it commit
+        self._writing = threading.Thread(
+            target=self._write_or_keep_error, args=(frames,), name="pairflow-duckdb-writer"
+        )
+        self._writing.start()
+
+    def _write(self, frames: Frames) -> None:
+        plan = self.plan  # only ever used by the one write running
+        self.held.run(lambda con: write_planned(con, frames, plan), timeout_s=float("inf"))
+        for table, n in frames.rows().items():
+            self._written[table] = self._written.get(table, 0) + n
+
+    def _write_or_keep_error(self, frames: Frames) -> None:
+        try:
+            self._write(frames)
+        except BaseException as exc:  # noqa: BLE001 - handed to the flow's thread
+            self._failed = exc  # raised by the next call into the partition
+
+    def _count(self) -> None:
+        for table, n in self._written.items():
+            COUNTS[f"rows:{table}"] += n
+        self._written = {}
+
+    def wait_written(self) -> None:
+        """Wait until the write in flight (if any) has committed.
+
+        Raises:
+            BaseException: what the writer thread's last write raised (once).
+        """
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.join()
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
+        self._count()
 
     def snapshot(self) -> PendingRows:
-        """Unflushed rows, so a resumed flow writes them."""
+        """Unflushed rows, so a resumed flow writes them (after the write in flight commits)."""
+        self.wait_written()
         return PendingRows(
             keyed={t: dict(r) for t, r in self.pending.keyed.items()},
             appended={t: list(r) for t, r in self.pending.appended.items()},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -143,7 +144,9 @@ def test_duckdb_sink_buffers_until_batch_rows_or_flush_interval(tmp_path):
     part = DuckDBPartition(db, batch_rows=3, flush_ms=3_600_000, resume=None)
     part.write_batch([bar(0), bar(1000)])
     assert rows(db, "SELECT count(*) FROM bars") == [(0,)]
-    part.write_batch([bar(2000)])
+    part.write_batch([bar(2000)])  # the third row starts a flush, on the writer thread
+    assert len(part.pending) == 0
+    part.wait_written()
     assert rows(db, "SELECT count(*) FROM bars") == [(3,)]
     part.close()
 
@@ -161,6 +164,89 @@ def test_duckdb_sink_snapshot_carries_unflushed_rows_into_a_resumed_partition(tm
     assert rows(db, "SELECT count(*) FROM rejects") == [(1,)]
 
 
+class _GatedWrites:
+    """Replaces ``write_planned``: each write waits until the test opens the gate."""
+
+    def __init__(self, monkeypatch, fail: BaseException | None = None) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.threads: list[str] = []
+        self.fail = fail
+        real = duckdb_sink.write_planned
+
+        def gated(con, frames, plan):
+            self.threads.append(threading.current_thread().name)
+            self.started.set()
+            self.gate.wait(30)
+            if self.fail is not None:
+                raise self.fail
+            real(con, frames, plan)
+
+        monkeypatch.setattr(duckdb_sink, "write_planned", gated)
+
+
+def test_a_flush_started_by_write_batch_is_written_on_the_writer_thread(tmp_path, monkeypatch):
+    db = tmp_path / "bg.db"
+    gated = _GatedWrites(monkeypatch)
+    part = DuckDBPartition(db, batch_rows=2, flush_ms=3_600_000, resume=None)
+    part.write_batch([bar(0), bar(1000)])  # returns with its flush still waiting at the gate
+    assert gated.started.wait(10)
+    part.write_batch([bar(2000)])  # the flow goes on while the write is in flight
+    assert len(part.pending) == 1
+    assert rows(db, "SELECT count(*) FROM bars") == [(0,)]
+    gated.gate.set()
+    part.write_batch([bar(3000, close=5.0), bar(0, close=6.0)])  # waits for the first one
+    part.write_batch([bar(4000)])  # below batch_rows: pending
+    part.close()  # writes it on this thread
+    writer, here = "pairflow-duckdb-writer", threading.current_thread().name
+    assert gated.threads == [writer, writer, here]
+    got = rows(db, "SELECT open_time, close FROM bars ORDER BY open_time")
+    assert [c for _, c in got] == [6.0, 10.0, 10.0, 5.0, 10.0]  # the later flush won bar(0)
+
+
+def test_snapshot_waits_until_the_write_in_flight_has_committed(tmp_path, monkeypatch):
+    db = tmp_path / "snap.db"
+    gated = _GatedWrites(monkeypatch)
+    part = DuckDBPartition(db, batch_rows=2, flush_ms=3_600_000, resume=None)
+    part.write_batch([bar(0), bar(1000)])
+    part.write_batch([bar(2000)])
+    snaps: list[PendingRows] = []
+    taker = threading.Thread(target=lambda: snaps.append(part.snapshot()))
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and not snaps, "the snapshot must wait for the write in flight"
+    gated.gate.set()
+    taker.join(10)
+    # what the snapshot leaves out (the flushed rows) is in the file when it returns
+    assert len(snaps[0]) == 1
+    assert rows(db, "SELECT count(*) FROM bars") == [(2,)]
+    part.close()
+
+
+def test_a_failed_background_write_is_raised_by_the_next_call(tmp_path, monkeypatch):
+    db = tmp_path / "fail.db"
+    gated = _GatedWrites(monkeypatch, fail=OSError("disk full"))
+    gated.gate.set()
+    part = DuckDBPartition(db, batch_rows=1, flush_ms=3_600_000, resume=None)
+    part.write_batch([bar(0)])  # the write fails on the writer thread
+    with pytest.raises(OSError, match="disk full"):
+        part.wait_written()
+    gated.fail = None
+    part.write_batch([bar(1000)])  # raised once; the partition works again
+    part.close()
+    assert rows(db, "SELECT count(*) FROM bars") == [(1,)]
+
+
+def test_background_false_writes_each_flush_on_the_calling_thread(tmp_path, monkeypatch):
+    gated = _GatedWrites(monkeypatch)
+    gated.gate.set()
+    part = DuckDBPartition(tmp_path / "fg.db", 1, 3_600_000, resume=None, background=False)
+    part.write_batch([bar(0)])
+    assert gated.threads == [threading.current_thread().name]
+    assert rows(tmp_path / "fg.db", "SELECT count(*) FROM bars") == [(1,)]
+    part.close()
+
+
 def test_duckdb_sink_waits_for_a_lock_held_by_another_process_and_loses_nothing(tmp_path):
     db = tmp_path / "lock.db"
     part = DuckDBPartition(db, batch_rows=1, flush_ms=0, resume=None)
@@ -173,6 +259,7 @@ def test_duckdb_sink_waits_for_a_lock_held_by_another_process_and_loses_nothing(
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     started = time.monotonic()
     part.write_batch([bar(0)])
+    part.wait_written()
     waited = time.monotonic() - started
     holder.wait(10)
     part.close()
