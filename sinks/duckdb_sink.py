@@ -567,7 +567,6 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         self.held = HeldConnection(path)
         self.background = background
         self._writing: threading.Thread | None = None
-        self._written: dict[str, int] = {}
         self._failed: BaseException | None = None
         self._new_file = not path.exists()
         self.held.run(self._create_tables, timeout_s=600.0)
@@ -608,12 +607,12 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         if not len(self.pending):
             return
         frames = self.pending.frames()
-        self.pending = PendingRows()
         self.flushes += 1
         if not background:
-            self._write(frames)
-            self._count()
+            self._write(frames)  # a failed write keeps its rows pending, for a retry
+            self.pending = PendingRows()
             return
+        self.pending = PendingRows()
         # not a daemon: an interpreter that exits (a crash elsewhere) lets it commit
         self._writing = threading.Thread(
             target=self._write_or_keep_error, args=(frames,), name="pairflow-duckdb-writer"
@@ -623,19 +622,14 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
     def _write(self, frames: Frames) -> None:
         plan = self.plan  # only ever used by the one write running
         self.held.run(lambda con: write_planned(con, frames, plan), timeout_s=float("inf"))
-        for table, n in frames.rows().items():
-            self._written[table] = self._written.get(table, 0) + n
+        for table, n in frames.rows().items():  # only this write counts rows: no race
+            COUNTS[f"rows:{table}"] += n
 
     def _write_or_keep_error(self, frames: Frames) -> None:
         try:
             self._write(frames)
         except BaseException as exc:  # noqa: BLE001 - handed to the flow's thread
             self._failed = exc  # raised by the next call into the partition
-
-    def _count(self) -> None:
-        for table, n in self._written.items():
-            COUNTS[f"rows:{table}"] += n
-        self._written = {}
 
     def wait_written(self) -> None:
         """Wait until the write in flight (if any) has committed.
@@ -649,7 +643,6 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         failed, self._failed = self._failed, None
         if failed is not None:
             raise failed
-        self._count()
 
     def snapshot(self) -> PendingRows:
         """Unflushed rows, so a resumed flow writes them (after the write in flight commits)."""
