@@ -131,7 +131,7 @@ def build(
             settings.windows,
             pvalue_every=settings.pvalue_every,
             kalman_delta=settings.kalman_delta,
-            numba=settings.numba,
+            compiled=settings.compiled,
         )
         # the signals table is the strategies' (keyed by strategy, docs/design.md "Strategies")
         to_db += [analytics.rows, analytics.stats]

@@ -11,12 +11,13 @@ Measures, in the same run (the machine is shared: ratios, not absolute numbers):
    OLS) recomputed on a sample of windows (``benchmarks/analytics.py``'s
    ``statsmodels_row``), at W=100/300/1000.
 2. **kernel** µs per row: :class:`operators.analytics.PairAnalyticsLogic` per bar at
-   the same W, compiled (numba) and numpy paths.
+   the same W, with the C kernel, the numba kernel and the numpy path.
 3. **whole flow** µs per row: the real ``dataflow.build`` (synthetic ``clusters``
    universe, ``PAIRFLOW_PAIRS=all``, DuckDB sink, scan, no Redis) as a child process,
    analytics on vs off (alternating, ``--repeat`` times, median):
-   ``(wall_on - wall_off - kernel load) / analytics rows``. The numba load (import +
-   cached machine code, paid once per process) is reported and not counted per row.
+   ``(wall_on - wall_off - kernel load) / analytics rows``. The kernel load (the C
+   build's ``dlopen``, milliseconds; numba's import and cached code ~1 s, where there
+   is no C compiler), paid once per process, is reported and not counted per row.
 4. ``--keep-up``: for each N, all pairs at ``1s=300,1m=120,5m=60``, run twice: over
    ``W + 30`` and ``W + 30 + --keep-up-s`` simulated seconds (W = 300 s: the first
    1s rows come at 300 s). The difference is the steady-state cost of
@@ -62,7 +63,7 @@ s = load_settings()
 apply_gc_thresholds(s.gc_thresholds)  # as dataflow.py / bytewax.run dataflow do
 f = dataflow.build(s, with_analytics=os.environ["BENCH_ANALYTICS"] == "1")
 warm = 0.0
-if os.environ["BENCH_ANALYTICS"] == "1" and os.environ.get("PAIRFLOW_NUMBA") != "off":
+if os.environ["BENCH_ANALYTICS"] == "1" and os.environ.get("PAIRFLOW_COMPILED") != "off":
     from pairflow.stats import fastrow
     t = time.perf_counter(); fastrow.kernel(); warm = time.perf_counter() - t
 t_build = time.perf_counter()
@@ -188,21 +189,27 @@ def main(argv: list[str] | None = None) -> None:
         sm: dict[int, float] = {}
         ours: dict[tuple[int, str], float] = {}
         bars, sm_bars = (300, 10) if args.quick else (1500, 40)
+        from operators import pair_row
         from pairflow.stats import fastrow
 
-        t = time.perf_counter()
-        fastrow.kernel()
-        warm = time.perf_counter() - t
+        warm, builds = {}, {}
+        for name, load in (("c", fastrow.c_kernel), ("numba", fastrow.numba_kernel)):
+            t = time.perf_counter()
+            builds[name] = load()
+            warm[name] = time.perf_counter() - t
         wy, wx = bench.closes(200, "synthetic")
-        bench.time_ours(wy, wx, 100, 50, 1, compiled=True)
         flows: list[tuple[float, float, dict]] = []
         for w in (100, 300, 1000):
             yc, xc = bench.closes(w + bars + 2, "real")
-            for mode in ("on", "off"):
+            for mode in ("c", "numba", "numpy"):  # the rows' kernel, as the flow calls it
+                if mode != "numpy":
+                    pair_row.kernel = lambda kern=builds[mode]: kern
+                    bench.time_ours(wy, wx, 100, 50, 1, compiled=True)  # warm
                 ours[(w, mode)] = statistics.median(
-                    bench.time_ours(yc, xc, w, bars, 1, compiled=mode == "on")
+                    bench.time_ours(yc, xc, w, bars, 1, compiled=mode != "numpy")
                     for _ in range(max(1, args.repeat))
                 )
+            pair_row.kernel = fastrow.kernel
             sm[w] = statistics.median(
                 bench.time_statsmodels(yc, xc, w, sm_bars) for _ in range(max(1, args.repeat))
             )
@@ -211,28 +218,26 @@ def main(argv: list[str] | None = None) -> None:
                 off = run_flow(args.symbols, args.duration_s, "1s=300", False, tmp)
                 on = run_flow(args.symbols, args.duration_s, "1s=300", True, tmp)
                 flows.append((off["run_s"], on["run_s"], on))
-        print(f"numba kernel load (import + cached code) in this process: {warm:.2f} s\n")
+        print(
+            f"kernel load in this process: C {warm['c']:.3f} s (build on a new machine, else "
+            f"dlopen), numba {warm['numba']:.2f} s (import + cached code)\n"
+        )
         rows = []
         for w in (100, 300, 1000):
-            c, p = ours[(w, "on")], ours[(w, "off")]
-            rows.append(
-                [
-                    w,
-                    f"{sm[w]:,.0f}",
-                    f"{c:,.1f}",
-                    f"{sm[w] / c:,.0f}x",
-                    f"{p:,.1f}",
-                    f"{sm[w] / p:,.0f}x",
-                ]
-            )
+            row = [w, f"{sm[w]:,.0f}"]
+            for mode in ("c", "numba", "numpy"):
+                row += [f"{ours[(w, mode)]:,.1f}", f"{sm[w] / ours[(w, mode)]:,.0f}x"]
+            rows.append(row)
         print(
             md_table(
                 [
                     "W",
                     "statsmodels µs/row",
-                    "kernel (numba) µs/row",
+                    "ours, C µs/row",
                     "ratio",
-                    "kernel (numpy) µs/row",
+                    "ours, numba µs/row",
+                    "ratio",
+                    "ours, numpy µs/row",
                     "ratio",
                 ],
                 rows,
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                 )  # fmt: skip
             )
             print(
-                f"\n(numba load {warm_s:.2f} s per process, before the run, not in run s; "
+                f"\n(kernel load {warm_s:.3f} s per process, before the run, not in run s; "
                 f"start-up of the on run {last['startup_s']:.2f} s)"
             )
 

@@ -195,7 +195,7 @@ def pair_analytics_op(
     windows: dict[str, int],
     pvalue_every: int = 1,
     kalman_delta: float | None = 0.01,
-    numba: str = "auto",
+    compiled: str = "auto",
 ) -> PairAnalyticsOut:
     """Rolling pair analytics as a bytewax operator, with a second stream of Stats.
 
@@ -207,28 +207,29 @@ def pair_analytics_op(
         windows: Window ``W`` per timeframe; other timeframes are ignored.
         pvalue_every: Compute p-values every this many grid points.
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``; ``None`` = no Kalman columns.
-        numba: ``PAIRFLOW_NUMBA`` (see :func:`pairflow.stats.fastrow.use_compiled`).
+        compiled: ``PAIRFLOW_COMPILED`` (see :func:`pairflow.stats.fastrow.use_compiled`).
 
     Returns:
         The ``rows`` and ``stats`` streams.
 
     Raises:
-        ValueError: on a bad window, ``pvalue_every``, ``kalman_delta`` or ``numba``
+        ValueError: on a bad window, ``pvalue_every``, ``kalman_delta`` or ``compiled``
             (here, while the flow is built; no state is made, nothing imports numpy).
     """
-    from pairflow.config import parse_numba  # the one parser of PAIRFLOW_NUMBA
+    from pairflow.config import parse_compiled  # the one parser of PAIRFLOW_COMPILED
 
     for tf, w in windows.items():  # validate early
         check_params(tf, w, pvalue_every, kalman_delta)
-    numba = parse_numba(numba)
+    mode = parse_compiled(compiled)
     keys = len(pairs) * len(windows)
 
     def make(key: str) -> PairState:
         from pairflow.stats.fastrow import use_compiled
 
         tf = parse_pair_key(key)[2]
-        compiled = use_compiled(keys, numba)
-        return new_state(key, windows[tf], pvalue_every, kalman_delta, compiled=compiled)
+        return new_state(
+            key, windows[tf], pvalue_every, kalman_delta, compiled=use_compiled(keys, mode)
+        )
 
     keyed = op.flat_map_batch("route", bars, Router(pairs, windows).batch)
     logic = op.stateful_batch("analytics", keyed, lambda resume: PairAnalyticsLogic(resume, make))

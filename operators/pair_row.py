@@ -17,8 +17,9 @@ The definitions are those of docs/design.md, "Analytics definitions":
   (:mod:`pairflow.stats.cointegration`, O(W) vectorised); half_life =
   -ln 2 / ln(1 + lambda) in *bars of the timeframe* from OLS of dspread on
   [1, spread_{t-1}] (O(W) vectorised), ``None`` if lambda >= 0 or 1 + lambda <= 0.
-  With ``PAIRFLOW_NUMBA`` (``auto``: from 8 keys on) spreads, half-life and both
-  tests are one compiled call per row (:mod:`pairflow.stats.fastrow`; same agreement).
+  With ``PAIRFLOW_COMPILED`` (``auto``: the C kernel if the machine can build it)
+  spreads, half-life and both tests are one compiled call per row
+  (:mod:`pairflow.stats.fastrow`; the same numbers).
 * **Undefined values** (a constant leg, zero spread variance...) are ``None``,
   never NaN or inf.
 * **Hedge models.** Each :class:`~pairflow.stats.hedge.HedgeModel` (the Kalman filter
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from array import array
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from operators.pair_state import GridPoint, PairState
 from pairflow.records import AnalyticsRow
 from pairflow.stats.cointegration import SQRTEPS, adf_maxlag, spread_tests
 from pairflow.stats.cointegration import _pvalue as pvalue
-from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, kernel
+from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, Compiled, kernel
 from pairflow.stats.hedge import NO_OUT
 from pairflow.stats.rolling import OlsFit, RollingPair
 
@@ -54,7 +55,10 @@ _TINY_SPREAD_REL = 1e3 * sys.float_info.epsilon
 """Spreads below this times the log-price level are rounding noise: treated as zero."""
 
 _KERNEL_OUT = np.empty(N_OUT)
-"""The kernel's output buffer (a worker is one thread; read right after each call)."""
+"""The numba kernel's output buffer (read right after each call, under the GIL)."""
+_C_OUT = array("d", bytes(8 * N_OUT))
+"""The C kernel's output buffer (its items read as Python floats, no numpy scalars)."""
+_C_OUT_ADDRESS = _C_OUT.buffer_info()[0]
 
 
 def finite_or_none(v: float | None) -> float | None:
@@ -111,8 +115,8 @@ def window_stats(
         levels: Rolling (y, x) log prices; the newest pair is the row's.
         rets: Rolling (dy, dx) log returns of the same window.
         with_pvalues: Compute ``adf_pvalue``/``eg_pvalue`` (else ``None``).
-        compiled: Half-life and tests through the compiled row kernel if numba is
-            installed (:mod:`pairflow.stats.fastrow`).
+        compiled: Half-life and tests through the compiled row kernel if there is
+            one (:func:`pairflow.stats.fastrow.kernel`).
 
     Returns:
         ``alpha, beta, spread, zscore, corr, adf_pvalue, eg_pvalue, half_life,
@@ -192,7 +196,7 @@ def _half_life_from(lam: float) -> float | None:
 
 
 def _compiled_tail(
-    kern: Callable[..., int],
+    kern: Compiled,
     levels: RollingPair,
     fit: OlsFit,
     res: dict[str, float | None],
@@ -213,12 +217,23 @@ def _compiled_tail(
         and p >= 0
         and p == adf_maxlag(n, "n")
     )
-    out = _KERNEL_OUT
-    buf_a, buf_b = levels.views()  # the kernel takes ndarrays (cached zero-copy views)
-    status = kern(
-        buf_a, buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
-        levels.s_a, levels.s_b, fit.beta, p if fast else -1, out,
-    )  # fmt: skip
+    if kern.by_address:  # C: the ring buffers' addresses, no numpy
+        out: array[float] | np.ndarray = _C_OUT
+        status = kern.fn(
+            levels.buf_a.buffer_info()[0], levels.buf_b.buffer_info()[0], levels.head, n,
+            levels.anchor_a, levels.anchor_b, levels.s_a, levels.s_b, fit.beta,
+            p if fast else -1, _C_OUT_ADDRESS,
+        )  # fmt: skip
+    else:  # numba takes ndarrays (cached zero-copy views)
+        out = _KERNEL_OUT
+        buf_a, buf_b = levels.views()
+        status = kern.fn(
+            buf_a, buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
+            levels.s_a, levels.s_b, fit.beta, p if fast else -1, out,
+        )  # fmt: skip
+    if status < 0:
+        msg = "the C analytics kernel could not allocate its work arrays (out of memory)"
+        raise MemoryError(msg)
     if status & OK_HALF_LIFE:
         res["half_life"] = _half_life_from(float(out[0]))
     if not with_pvalues:

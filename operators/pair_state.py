@@ -218,9 +218,9 @@ def new_state(
         kalman_delta: The Kalman model's ``delta``; ``None`` = no Kalman columns.
         horizon_ms: How far back amendments are followed (``horizon_ms // tf_ms``
             grid points, at least 1).
-        compiled: Use the numba row kernel (same numbers to ~1e-15; needs numba,
-            else the numpy path); ``None``: ``PAIRFLOW_NUMBA`` for a single key
-            (:func:`pairflow.stats.fastrow.use_compiled`).
+        compiled: Use the compiled row kernel (the same numbers; needs a C compiler or numba,
+            else the numpy path); ``None``: what ``PAIRFLOW_COMPILED=auto`` gives a
+            single key (:func:`pairflow.stats.fastrow.use_compiled`).
 
     Raises:
         ValueError: as :func:`check_params` (the message names ``key``).
@@ -259,7 +259,7 @@ def new_state(
         rets=RollingPair.create(window - 1),
         history=deque(maxlen=window + horizon + 1),
         hedge_states=(None,) * len(models),
-        compiled=use_compiled(1) if compiled is None else compiled,  # auto: off for one
+        compiled=use_compiled(1) if compiled is None else compiled,
     )
 
 

@@ -73,7 +73,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "STATS_EVERY_S": "5",
     "STRATEGIES": "",
     "KALMAN_DELTA": "0.01",
-    "NUMBA": "auto",
+    "COMPILED": "auto",
     "GC_THRESHOLDS": "50000,20,100",
 }
 """Defaults of the settings every run has, by name without the ``PAIRFLOW_`` prefix."""
@@ -107,8 +107,9 @@ class Settings:
         scan_every: Scan every k-th grid time per timeframe (``ts_ms // tf_ms % k == 0``).
         strategies: Paper strategies (``PAIRFLOW_STRATEGIES``; empty = the one
             ``default`` strategy on ``entry_z``/``exit_z``), run on every (pair, tf).
-        numba: ``PAIRFLOW_NUMBA`` (``auto``/``on``/``off``): the compiled analytics
-            kernel (``auto``: from 8 (pair, tf) keys on; loading numba costs seconds).
+        compiled: ``PAIRFLOW_COMPILED`` (``auto``/``on``/``off``): the compiled
+            analytics kernel (``auto``: the C kernel if the machine can build it, else
+            numba from 8 (pair, tf) keys on; :mod:`pairflow.stats.fastrow`).
         kalman_delta: ``PAIRFLOW_KALMAN_DELTA``, the Kalman hedge model's state noise
             ``Vw = delta * C`` (a number >= 0; docs/design.md "Hedge models").
         gc_thresholds: ``PAIRFLOW_GC_THRESHOLDS``: the ``gc.set_threshold`` the flow's
@@ -140,7 +141,7 @@ class Settings:
         )
     )
     kalman_delta: float = float(COMMON_DEFAULTS["KALMAN_DELTA"])
-    numba: str = COMMON_DEFAULTS["NUMBA"]
+    compiled: str = COMMON_DEFAULTS["COMPILED"]
     gc_thresholds: tuple[int, int, int] | None = field(
         default_factory=lambda: parse_gc_thresholds(COMMON_DEFAULTS["GC_THRESHOLDS"])
     )
@@ -312,6 +313,10 @@ def _parse_tf_counts(
     return counts
 
 
+RENAMED = {"NUMBA": "COMPILED"}
+"""Settings renamed (old name -> new, without ``PAIRFLOW_``): the old one is an error."""
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read, validate and return the settings.
 
@@ -322,6 +327,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ConfigError: with a message naming the setting and how to fix it.
     """
     env = os.environ if env is None else env
+    for old, new in RENAMED.items():
+        if f"PAIRFLOW_{old}" in env:
+            msg = f"PAIRFLOW_{old} is now PAIRFLOW_{new}: rename it (same values)"
+            raise ConfigError(msg)
     raw = dict(DEFAULTS)
     raw.update(_read_toml(env))
     for name in DEFAULTS:
@@ -368,13 +377,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         scan_every=parse_scan_every(raw["SCAN_EVERY"]),
         strategies=strategies,
         kalman_delta=parse_number("KALMAN_DELTA", raw["KALMAN_DELTA"], minimum=0.0),
-        numba=parse_numba(raw["NUMBA"]),
+        compiled=parse_compiled(raw["COMPILED"]),
         gc_thresholds=parse_gc_thresholds(raw["GC_THRESHOLDS"]),
     )
 
 
-def parse_numba(text: str) -> str:
-    """``PAIRFLOW_NUMBA``: ``auto``, ``on`` or ``off`` (also 1/0, true/false, yes/no).
+def parse_compiled(text: str) -> str:
+    """``PAIRFLOW_COMPILED``: ``auto``, ``on`` or ``off`` (also 1/0, true/false, yes/no).
 
     Raises:
         ConfigError: for anything else.
@@ -383,7 +392,7 @@ def parse_numba(text: str) -> str:
     aliases = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
     low = aliases.get(low, low)
     if low not in ("auto", "on", "off"):
-        msg = f"PAIRFLOW_NUMBA must be auto, on or off, got {text!r}"
+        msg = f"PAIRFLOW_COMPILED must be auto, on or off, got {text!r}"
         raise ConfigError(msg)
     return low
 

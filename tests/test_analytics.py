@@ -587,7 +587,7 @@ def test_building_the_operator_imports_neither_numpy_nor_the_statistics() -> Non
         "from operators.analytics import PairAnalyticsLogic, pair_analytics_op\n"
         "flow = Dataflow('f')\n"
         "pair_analytics_op('pa', op.input('in', flow, TestingSource([])), (('A', 'B'),),"
-        " {'1s': 30, '1m': 20}, numba='auto')\n"
+        " {'1s': 30, '1m': 20}, compiled='auto')\n"
         "def loaded():\n"
         "    return sorted(m for m in sys.modules if m.partition('.')[0] == 'numpy'"
         " or m.startswith('pairflow.stats'))\n"
@@ -725,8 +725,8 @@ def test_operator_rejects_bad_parameters_while_the_flow_is_built() -> None:
     inp = op_input("inp", flow, TestingSource([]))
     with pytest.raises(ValueError, match="window"):
         pair_analytics_op("pa", inp, ((Y, X),), {"1s": 2})
-    with pytest.raises(ValueError, match="PAIRFLOW_NUMBA"):
-        pair_analytics_op("pb", inp, ((Y, X),), {"1s": 30}, numba="maybe")
+    with pytest.raises(ValueError, match="PAIRFLOW_COMPILED"):
+        pair_analytics_op("pb", inp, ((Y, X),), {"1s": 30}, compiled="maybe")
 
 
 def test_dataflow_pair_analytics_end_to_end_with_testing_source() -> None:

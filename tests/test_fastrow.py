@@ -1,15 +1,19 @@
-"""The compiled row kernel (pairflow.stats.fastrow) equals the numpy path and statsmodels."""
+"""The compiled row kernels (C and numba) equal the Python source, the numpy path, statsmodels."""
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
+from array import array
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from statsmodels.tsa.stattools import adfuller, coint
 
+from operators import pair_row
 from operators.analytics import PairAnalyticsLogic, new_state
 from operators.pair_row import half_life
 from pairflow.config import ConfigError, load_settings
@@ -28,7 +32,17 @@ from tests.test_analytics import (
 )
 from tests.test_analytics_amend import in_order, late_scenarios, run
 
-pytestmark = pytest.mark.skipif(fastrow.kernel() is None, reason="numba not installed")
+BUILDS = {"c": fastrow.c_kernel, "numba": fastrow.numba_kernel}
+"""Both compiled builds; CI has a C compiler and numba, so neither is skipped there."""
+
+
+@pytest.fixture(params=sorted(BUILDS))
+def build(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> fastrow.Compiled:
+    """Each compiled build, also as the kernel the analytics rows use."""
+    kern = BUILDS[request.param]()
+    assert kern is not None, f"the {request.param} kernel did not load"
+    monkeypatch.setattr(pair_row, "kernel", lambda: kern)
+    return kern
 
 
 def window(w: int, seed: int, phi: tuple[float, ...]) -> RollingPair:
@@ -55,17 +69,15 @@ CASES = [
 
 @pytest.mark.parametrize(("w", "seed", "phi"), CASES)
 def test_kernel_equals_numpy_path_and_statsmodels(
-    w: int, seed: int, phi: tuple[float, ...]
+    build: fastrow.Compiled, w: int, seed: int, phi: tuple[float, ...]
 ) -> None:
     roll = window(w, seed, phi)
     fit = roll.ols()
     assert fit is not None and fit.rsquared is not None
     p = adf_maxlag(w)
     out = np.empty(fastrow.N_OUT)
-    kern = fastrow.kernel()
-    assert kern is not None
     buf_a, buf_b = roll.views()  # ndarray views of the array.array buffers
-    status = kern(
+    status = build(
         buf_a, buf_b, roll.head, roll.n, roll.anchor_a, roll.anchor_b,
         roll.s_a, roll.s_b, fit.beta, p, out,
     )  # fmt: skip
@@ -94,19 +106,75 @@ def test_kernel_equals_numpy_path_and_statsmodels(
     assert abs(cointegration._pvalue(out[5], "c", 2) - eg_p) <= 1e-6
 
 
-def test_python_kernel_is_the_compiled_one() -> None:
-    """The uncompiled source (what numba compiles) gives the same numbers."""
-    roll = window(100, 2, (0.5, 0.3))
+def test_python_kernel_is_the_compiled_one(build: fastrow.Compiled) -> None:
+    """The uncompiled source gives the same bits on random windows, rings and lags."""
+    py = fastrow.python_kernel()
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(25, 700))
+        cap = n + int(rng.integers(0, 40))
+        a = np.cumsum(rng.normal(size=2 * cap)) * 0.01 + 10.0
+        b = 0.7 * a + rng.normal(size=2 * cap) * 0.01 * (1 + trial % 3)
+        head = int(rng.integers(0, cap - n + 1))
+        sums = float((a[head : head + n] - a[0]).sum()), float((b[head : head + n] - b[0]).sum())
+        beta = 0.7 + float(rng.normal()) * 0.01
+        p = -1 if trial % 7 == 0 else adf_maxlag(n)  # -1: half-life only
+        want, got = np.full(fastrow.N_OUT, np.nan), np.full(fastrow.N_OUT, np.nan)
+        args = (head, n, float(a[0]), float(b[0]), *sums, beta, p)
+        assert build(a, b, *args, got) == py(a, b, *args, want)
+        assert want.tobytes() == got.tobytes(), trial  # bit-identical, NaN where unset
+
+
+def test_c_kernel_takes_array_buffers_and_rejects_other_types() -> None:
+    kern = fastrow.c_kernel()
+    assert kern is not None
+    roll = window(60, 1, (0.9,))
     fit = roll.ols()
     assert fit is not None
-    args = (*roll.views(), roll.head, roll.n, roll.anchor_a, roll.anchor_b)
-    a, b = np.empty(fastrow.N_OUT), np.empty(fastrow.N_OUT)
-    kern = fastrow.kernel()
-    assert kern is not None
-    sa = kern(*args, roll.s_a, roll.s_b, fit.beta, adf_maxlag(100), a)
-    sb = fastrow.python_kernel()(*args, roll.s_a, roll.s_b, fit.beta, adf_maxlag(100), b)
-    assert sa == sb
-    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    out_np, out_arr = np.empty(fastrow.N_OUT), array("d", bytes(8 * fastrow.N_OUT))
+    args = (roll.head, roll.n, roll.anchor_a, roll.anchor_b, roll.s_a, roll.s_b, fit.beta, 3)
+    assert kern(roll.buf_a, roll.buf_b, *args, out_arr) == kern(*roll.views(), *args, out_np)
+    assert list(out_arr) == out_np.tolist()
+    with pytest.raises(TypeError, match="float64"):
+        kern(np.asarray(roll.buf_a, dtype=np.float32), roll.buf_b, *args, out_np)
+    with pytest.raises(TypeError, match="array"):
+        kern(array("f", roll.buf_a), roll.buf_b, *args, out_np)
+
+
+def test_c_library_without_a_working_compiler_is_none_and_says_what_to_do(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pairflow.stats.fastrow"):
+        assert fastrow.c_library(["false"]) is None  # a "compiler" that always fails
+    assert "could not build the C analytics kernel" in caplog.text
+    caplog.clear()
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(fastrow, "_compiler", lambda: None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pairflow.stats.fastrow"):
+            assert fastrow.c_library() is None
+    finally:
+        monkey.undo()
+    assert "no C compiler found" in caplog.text and "apt-get install gcc" in caplog.text
+
+
+def test_c_library_is_built_once_and_rebuilt_for_another_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new cache directory gets one build; an edited source gets its own file."""
+    monkeypatch.setattr(fastrow, "_cache_dirs", lambda: [tmp_path / "cache"])
+    first = fastrow.c_library()
+    assert first is not None and first.parent == tmp_path / "cache"
+    mtime = first.stat().st_mtime_ns
+    assert fastrow.c_library() == first and first.stat().st_mtime_ns == mtime
+    edited = tmp_path / "fastrow.c"
+    edited.write_text(fastrow.C_SOURCE.read_text() + "\n/* edited */\n")
+    monkeypatch.setattr(fastrow, "C_SOURCE", edited)
+    second = fastrow.c_library()
+    assert second is not None and second != first
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [first.name, second.name]
+    )  # no temporary files left
 
 
 def run_rows(compiled: bool, w: int = 60, n: int = 260, seed: int = 5) -> list[AnalyticsRow]:
@@ -117,7 +185,7 @@ def run_rows(compiled: bool, w: int = 60, n: int = 260, seed: int = 5) -> list[A
     return [o for o in out if isinstance(o, AnalyticsRow)]
 
 
-def test_compiled_rows_equal_numpy_rows_and_statsmodels() -> None:
+def test_compiled_rows_equal_numpy_rows_and_statsmodels(build: fastrow.Compiled) -> None:
     yc, xc = synthetic_pair(260, 5)
     fast, slow = run_rows(True), run_rows(False)
     assert len(fast) == len(slow) > 100
@@ -135,29 +203,40 @@ def test_compiled_rows_equal_numpy_rows_and_statsmodels() -> None:
 @given(late_scenarios())
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_compiled_amendments_are_bit_identical_to_in_order(scenario) -> None:
+    """With the kernel the flow takes (C here)."""
     yc, xc, stream = scenario
     want_rows, _ = run(in_order(yc, xc), compiled=True)
     got_rows, _ = run(stream, compiled=True)
     assert got_rows == want_rows
 
 
-def test_use_compiled_modes() -> None:
-    assert not fastrow.use_compiled(fastrow.AUTO_MIN_KEYS - 1)
-    assert fastrow.use_compiled(fastrow.AUTO_MIN_KEYS)
+def test_use_compiled_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fastrow.kernel() is fastrow.c_kernel() is not None  # C first
+    assert fastrow.use_compiled(1)  # auto with the C kernel: any number of keys
+    assert new_state(KEY, 30).compiled
     assert not fastrow.use_compiled(1000, "off")
     assert fastrow.use_compiled(1, "on")
-    assert not new_state(KEY, 30).compiled  # one key, auto: numpy
-    assert new_state(KEY, 30, compiled=True).compiled
-    with pytest.raises(ValueError, match="PAIRFLOW_NUMBA"):
+    assert not new_state(KEY, 30, compiled=False).compiled
+    with pytest.raises(ValueError, match="PAIRFLOW_COMPILED"):
         fastrow.use_compiled(1, "maybe")
-    assert load_settings({"PAIRFLOW_NUMBA": "ON", "PAIRFLOW_CONFIG": ""}).numba == "on"
-    with pytest.raises(ConfigError, match="PAIRFLOW_NUMBA"):
-        load_settings({"PAIRFLOW_NUMBA": "maybe", "PAIRFLOW_CONFIG": ""})
+    assert load_settings({"PAIRFLOW_COMPILED": "ON", "PAIRFLOW_CONFIG": ""}).compiled == "on"
+    with pytest.raises(ConfigError, match="PAIRFLOW_COMPILED"):
+        load_settings({"PAIRFLOW_COMPILED": "maybe", "PAIRFLOW_CONFIG": ""})
+    with pytest.raises(ConfigError, match="PAIRFLOW_NUMBA is now PAIRFLOW_COMPILED"):
+        load_settings({"PAIRFLOW_NUMBA": "on", "PAIRFLOW_CONFIG": ""})
     assert fastrow.PIVOT_REL == cointegration.PIVOT_REL
+    # Without a C compiler, auto takes numba from AUTO_MIN_KEYS keys on (its load costs ~1 s).
+    monkeypatch.setattr(fastrow, "c_kernel", lambda: None)
+    assert not fastrow.use_compiled(fastrow.AUTO_MIN_KEYS - 1)
+    assert fastrow.use_compiled(fastrow.AUTO_MIN_KEYS)
+    assert fastrow.kernel() is fastrow.numba_kernel() is not None
 
 
 def test_use_compiled_and_a_fresh_module_import_no_numpy_or_numba() -> None:
-    """A pair state asks use_compiled when it is made, before any row: no numpy yet."""
+    """A pair state asks use_compiled when it is made, before any row: no numpy yet.
+
+    (Asking loads the C kernel, which needs neither.)
+    """
     import subprocess
     import sys
 
@@ -171,4 +250,4 @@ def test_use_compiled_and_a_fresh_module_import_no_numpy_or_numba() -> None:
         "print('numpy' in sys.modules, 'numba' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["False False True", "False False", "True False"]
+    assert out.stdout.splitlines() == ["True True True", "False False", "True False"]
