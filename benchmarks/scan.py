@@ -11,7 +11,8 @@ Measures, in the same run (the machine is shared: ratios, not absolute numbers):
    OLS) recomputed on a sample of windows (``benchmarks/analytics.py``'s
    ``statsmodels_row``), at W=100/300/1000.
 2. **kernel** µs per row: :class:`operators.analytics.PairAnalyticsLogic` per bar at
-   the same W, with the C kernel, the numba kernel and the numpy path.
+   the same W, with the C kernel, the numba kernel and the numpy path; and the
+   kernel call alone, C vs numba (:func:`kernel_calls`).
 3. **whole flow** µs per row: the real ``dataflow.build`` (synthetic ``clusters``
    universe, ``PAIRFLOW_PAIRS=all``, DuckDB sink, scan, no Redis) as a child process,
    analytics on vs off (alternating, ``--repeat`` times, median):
@@ -159,6 +160,48 @@ def run_flow(
     return res
 
 
+def kernel_calls(calls: int = 2000, best_of: int = 5) -> str:
+    """The row kernel call alone, C vs numba, per W: best of ``best_of`` x ``calls`` calls.
+
+    One window of a cointegrated random walk, the flow's maximum ADF lag; the C kernel
+    called as the flow calls it (addresses), numba with arrays.
+    """
+    import numpy as np
+
+    from pairflow.stats import fastrow
+    from pairflow.stats.cointegration import adf_maxlag
+    from pairflow.testing.bench import md_table
+
+    c, nb = fastrow.c_kernel(), fastrow.numba_kernel()
+    if c is None or nb is None:
+        return "(kernel calls: the C or the numba kernel is not available here)"
+    rng = np.random.default_rng(7)
+    rows = []
+    for n in (100, 300, 1000):
+        a = np.cumsum(rng.normal(size=2 * n)) * 0.01 + 10.0
+        b = 0.7 * a + rng.normal(size=2 * n) * 0.01
+        sa, sb = float((a[:n] - a[0]).sum()), float((b[:n] - b[0]).sum())
+        out = np.empty(fastrow.N_OUT)
+        args = (0, n, float(a[0]), float(b[0]), sa, sb, 0.7, adf_maxlag(n))
+        cases = {
+            "c": (c.fn, (a.ctypes.data, b.ctypes.data, *args, out.ctypes.data)),
+            "numba": (nb.fn, (a, b, *args, out)),
+        }
+        best = {}
+        for name, (fn, fargs) in cases.items():
+            times = []
+            for _ in range(best_of):
+                t = time.perf_counter()
+                for _ in range(calls):
+                    fn(*fargs)
+                times.append((time.perf_counter() - t) / calls * 1e6)
+            best[name] = min(times)
+        rows.append(
+            [n, f"{best['c']:.1f}", f"{best['numba']:.1f}", f"{best['numba'] / best['c']:.2f}x"]
+        )
+    return md_table(["W", "C kernel µs/call", "numba kernel µs/call", "C faster by"], rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the measurements and print the tables."""
     from pairflow.testing.bench import machine, md_table
@@ -218,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                 off = run_flow(args.symbols, args.duration_s, "1s=300", False, tmp)
                 on = run_flow(args.symbols, args.duration_s, "1s=300", True, tmp)
                 flows.append((off["run_s"], on["run_s"], on))
+        print(kernel_calls(), "\n")
         print(
             f"kernel load in this process: C {warm['c']:.3f} s (build on a new machine, else "
             f"dlopen), numba {warm['numba']:.2f} s (import + cached code)\n"

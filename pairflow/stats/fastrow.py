@@ -18,10 +18,10 @@ the caller takes the numpy path (which falls back to statsmodels).
 Two compiled builds of these loops, tested bit-identical to the Python source:
 
 * **C** (:data:`C_SOURCE`, ``fastrow.c``): built on first use with the machine's C
-  compiler (``$CC``, cc, gcc or clang; ~1 s, once per machine, cached next to this
+  compiler (``$CC``, cc, gcc or clang; < 1 s, once per machine, cached next to this
   module or in ``~/.cache/pairflow``) and loaded with ctypes in milliseconds. The
-  default: faster than numba here (1.2-1.5x per call) and without numba's ~1 s load,
-  so even one pair's rows pay for it.
+  default: faster than numba here (1.16-1.50x per call, ``benchmarks/scan.py``) and
+  without numba's ~1 s load, so even one pair's rows pay for it.
 * **numba** (``cache=True``), where no C compiler is found.
 
 :func:`kernel` returns the C build, else numba's, else ``None`` (the caller then uses
