@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from array import array
 
 import numpy as np
@@ -54,11 +55,21 @@ _SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwis
 _TINY_SPREAD_REL = 1e3 * sys.float_info.epsilon
 """Spreads below this times the log-price level are rounding noise: treated as zero."""
 
-_KERNEL_OUT = np.empty(N_OUT)
-"""The numba kernel's output buffer (read right after each call, under the GIL)."""
-_C_OUT = array("d", bytes(8 * N_OUT))
-"""The C kernel's output buffer (its items read as Python floats, no numpy scalars)."""
-_C_OUT_ADDRESS = _C_OUT.buffer_info()[0]
+_OUT = threading.local()
+"""Each thread's kernel output buffers (:func:`_out_buffers`).
+
+Per thread, not per process: both compiled kernels release the GIL while they run,
+so two workers' rows in one process may be computed at once."""
+
+
+def _out_buffers() -> tuple[array[float], int, np.ndarray]:
+    """This thread's C output buffer, its address, and the numba one (made once)."""
+    try:
+        return _OUT.buffers  # type: ignore[no-any-return]
+    except AttributeError:
+        c_out = array("d", bytes(8 * N_OUT))  # items read as Python floats, no numpy scalars
+        _OUT.buffers = (c_out, c_out.buffer_info()[0], np.empty(N_OUT))
+        return _OUT.buffers  # type: ignore[no-any-return]
 
 
 def finite_or_none(v: float | None) -> float | None:
@@ -217,15 +228,16 @@ def _compiled_tail(
         and p >= 0
         and p == adf_maxlag(n, "n")
     )
+    c_out, c_address, np_out = _out_buffers()
     if kern.by_address:  # C: the ring buffers' addresses, no numpy
-        out: array[float] | np.ndarray = _C_OUT
+        out: array[float] | np.ndarray = c_out
         status = kern.fn(
             levels.buf_a.buffer_info()[0], levels.buf_b.buffer_info()[0], levels.head, n,
             levels.anchor_a, levels.anchor_b, levels.s_a, levels.s_b, fit.beta,
-            p if fast else -1, _C_OUT_ADDRESS,
+            p if fast else -1, c_address,
         )  # fmt: skip
     else:  # numba takes ndarrays (cached zero-copy views)
-        out = _KERNEL_OUT
+        out = np_out
         buf_a, buf_b = levels.views()
         status = kern.fn(
             buf_a, buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,

@@ -251,3 +251,34 @@ def test_use_compiled_and_a_fresh_module_import_no_numpy_or_numba() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["True True True", "False False", "True False"]
+
+
+def test_rows_computed_in_two_threads_at_once_equal_the_serial_rows(
+    build: fastrow.Compiled,
+) -> None:
+    """Both kernels release the GIL, so workers' rows overlap: each needs its own buffers.
+
+    Two threads (as two Bytewax workers of one process) run different pairs' rows
+    many times over; every row must equal the one computed alone.
+    """
+    import threading
+
+    seeds = (5, 6)
+    want = {seed: run_rows(True, w=100, n=400, seed=seed) for seed in seeds}
+    got: dict[int, list[list[AnalyticsRow]]] = {seed: [] for seed in seeds}
+    start = threading.Barrier(len(seeds))
+
+    def work(seed: int) -> None:
+        start.wait()
+        for _ in range(4):
+            got[seed].append(run_rows(True, w=100, n=400, seed=seed))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in seeds:
+        assert len(got[seed]) == 4
+        for rows in got[seed]:
+            assert rows == want[seed]
