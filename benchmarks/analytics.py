@@ -94,7 +94,7 @@ def time_ours(
 ) -> float:
     """µs per bar through PairAnalyticsLogic.on_batch, after a W-point warm-up.
 
-    ``compiled``: the numba row kernel (``None``: what one key gets by default).
+    ``compiled``: the compiled row kernel (``None``: what one key gets by default).
     """
     logic = PairAnalyticsLogic(
         None, lambda k: new_state(k, w, pvalue_every=pvalue_every, compiled=compiled)

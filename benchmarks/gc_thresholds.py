@@ -7,7 +7,7 @@ Each run is a whole process that builds the flow the way ``bytewax.run dataflow`
 (``dataflow.flow``, which applies ``PAIRFLOW_GC_THRESHOLDS``) and runs it with
 ``run_main``; ``gc.callbacks`` time every collection. Two workloads, alternating the
 settings' order in each repetition (after one untimed warm-up run of each workload, which
-fills the byte-code and numba caches):
+fills the byte-code and kernel caches):
 
 * **e2e**: the shipped recording repeated x20 (688 k ticks), Redis tee + DuckDB +
   analytics with the default windows (``benchmarks/e2e.py``'s full flow);
@@ -127,7 +127,7 @@ def main() -> None:
         base["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         recording = tmp / "ticks.ndjson.gz"
         make_recording(recording, ticks, RECORDING)
-        for work in ("e2e", "scan"):  # warm-up, not timed: byte-code and numba caches
+        for work in ("e2e", "scan"):  # warm-up, not timed: byte-code and kernel caches
             run_workload(work, base, tmp, recording, 400.0)
         for i in range(repeat):
             for work in ("e2e", "scan"):
