@@ -521,6 +521,11 @@ _LOCK = threading.Lock()
 
 
 def _once(name: str, load: Callable[[], Compiled | None]) -> Compiled | None:
+    """``load()`` once per process (under a lock: workers are threads); then a dict lookup."""
+    try:
+        return _LOADED[name]  # type: ignore[no-any-return]  # every row asks: no lock
+    except KeyError:
+        pass
     with _LOCK:
         if name not in _LOADED:
             t0 = time.perf_counter()
