@@ -229,20 +229,20 @@ def _compiled_tail(
         and p == adf_maxlag(n, "n")
     )
     c_out, c_address, np_out = _out_buffers()
+    out: array[float] | np.ndarray
+    a: int | np.ndarray  # the buffers and the output as the kernel takes them
+    b: int | np.ndarray
+    out_arg: int | np.ndarray
     if kern.by_address:  # C: the ring buffers' addresses, no numpy
-        out: array[float] | np.ndarray = c_out
-        status = kern.fn(
-            levels.buf_a.buffer_info()[0], levels.buf_b.buffer_info()[0], levels.head, n,
-            levels.anchor_a, levels.anchor_b, levels.s_a, levels.s_b, fit.beta,
-            p if fast else -1, c_address,
-        )  # fmt: skip
+        a, b = levels.buf_a.buffer_info()[0], levels.buf_b.buffer_info()[0]
+        out, out_arg = c_out, c_address
     else:  # numba takes ndarrays (cached zero-copy views)
-        out = np_out
-        buf_a, buf_b = levels.views()
-        status = kern.fn(
-            buf_a, buf_b, levels.head, n, levels.anchor_a, levels.anchor_b,
-            levels.s_a, levels.s_b, fit.beta, p if fast else -1, out,
-        )  # fmt: skip
+        a, b = levels.views()
+        out = out_arg = np_out
+    status = kern.fn(
+        a, b, levels.head, n, levels.anchor_a, levels.anchor_b,
+        levels.s_a, levels.s_b, fit.beta, p if fast else -1, out_arg,
+    )  # fmt: skip
     if status < 0:
         msg = "the C analytics kernel could not allocate its work arrays (out of memory)"
         raise MemoryError(msg)

@@ -26,8 +26,8 @@ Two compiled builds of these loops, tested bit-identical to the Python source:
 
 :func:`kernel` returns the C build, else numba's, else ``None`` (the caller then uses
 the numpy path: tests hold all of them equal, and equal to statsmodels);
-:func:`use_compiled` (``PAIRFLOW_COMPILED=auto|on|off``) decides per flow, and
-:func:`warm_up_s` says how long loading took.
+:func:`use_compiled` (``PAIRFLOW_COMPILED=auto|on|off``) decides per flow
+(``benchmarks/scan.py`` reports how long loading takes).
 
 Importing this module imports no numpy (a pair state asks :func:`use_compiled` when
 it is made, before its first row): the kernel's module global ``np`` is bound by
@@ -48,7 +48,6 @@ import subprocess
 import sys
 import sysconfig
 import threading
-import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -487,51 +486,42 @@ pair's rows never win back, while the pair scanner's do within minutes. The C ke
 loads in milliseconds, so ``auto`` takes it for any number of keys."""
 
 
-COMPILED_MODES = ("auto", "on", "off")
-"""Values of ``PAIRFLOW_COMPILED`` (``Settings.compiled``); also 1/0, true/false, yes/no."""
-
-
 def use_compiled(keys: int, mode: str = "auto") -> bool:
     """Whether a flow with ``keys`` ``(pair, tf)`` keys uses a compiled kernel.
 
     Args:
         keys: How many ``(pair, tf)`` keys the flow analyses.
-        mode: ``PAIRFLOW_COMPILED`` (``Settings.compiled``): ``on``/``1`` always,
-            ``off``/``0`` never, ``auto``: the C kernel whenever it can be built
-            (:func:`c_kernel`; the first call may build it), else numba from
-            :data:`AUTO_MIN_KEYS` keys on.
+        mode: ``PAIRFLOW_COMPILED`` (``Settings.compiled``, read by
+            :func:`pairflow.config.parse_compiled`): ``on`` always, ``off`` never,
+            ``auto``: the C kernel whenever it can be built (:func:`c_kernel`; the
+            first call may build it), else numba from :data:`AUTO_MIN_KEYS` keys on.
 
     Raises:
-        ValueError: on another value.
+        ValueError: on another value (a :class:`~pairflow.errors.ConfigError`).
     """
-    raw = mode.strip().lower()
-    if raw in ("1", "on", "true", "yes"):
-        return True
-    if raw in ("0", "off", "false", "no"):
-        return False
+    from pairflow.config import parse_compiled  # the one parser of PAIRFLOW_COMPILED
+
+    raw = parse_compiled(mode)
     if raw == "auto":
         return c_kernel() is not None or keys >= AUTO_MIN_KEYS
-    msg = f"PAIRFLOW_COMPILED must be auto, on or off, got {raw!r}"
-    raise ValueError(msg)
+    return raw == "on"
 
 
-_LOADED: dict[str, Any] = {}
-"""``c`` / ``numba``: each loaded kernel or ``None``; ``warm_up_s``: what loading took."""
+_LOADED: dict[str, Compiled | None] = {}
+"""``c`` / ``numba``: each loaded kernel, or ``None`` where it cannot be."""
 _LOCK = threading.Lock()
 
 
 def _once(name: str, load: Callable[[], Compiled | None]) -> Compiled | None:
     """``load()`` once per process (under a lock: workers are threads); then a dict lookup."""
     try:
-        return _LOADED[name]  # type: ignore[no-any-return]  # every row asks: no lock
+        return _LOADED[name]  # every row asks: no lock
     except KeyError:
         pass
     with _LOCK:
         if name not in _LOADED:
-            t0 = time.perf_counter()
             _LOADED[name] = load()
-            _LOADED.setdefault("warm_up_s", {})[name] = time.perf_counter() - t0
-        return _LOADED[name]  # type: ignore[no-any-return]
+        return _LOADED[name]
 
 
 def c_kernel() -> Compiled | None:
@@ -550,14 +540,6 @@ def numba_kernel() -> Compiled | None:
 def kernel() -> Compiled | None:
     """The compiled kernel a flow uses: the C one, else numba's, else ``None`` (numpy)."""
     return c_kernel() or numba_kernel()
-
-
-def warm_up_s() -> float | None:
-    """Seconds loading (or building) the kernel :func:`kernel` returned took; ``None`` before."""
-    k = _LOADED.get("c") or _LOADED.get("numba")
-    if k is None:
-        return None
-    return float(_LOADED["warm_up_s"][k.name])
 
 
 def python_kernel() -> Callable[..., Any]:
