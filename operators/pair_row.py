@@ -39,16 +39,26 @@ import math
 import sys
 import threading
 from array import array
+from collections.abc import Callable
 
 import numpy as np
 
 from operators.pair_state import GridPoint, PairState
 from pairflow.records import AnalyticsRow
-from pairflow.stats.cointegration import SQRTEPS, adf_maxlag, spread_tests
+from pairflow.stats.cointegration import _SQRT1_2, SQRTEPS, adf_maxlag, pvalue_table, spread_tests
 from pairflow.stats.cointegration import _pvalue as pvalue
-from pairflow.stats.fastrow import N_OUT, OK_HALF_LIFE, OK_TESTS, Compiled, kernel
+from pairflow.stats.fastrow import (
+    N_OUT,
+    N_ROW_OUT,
+    OK_HALF_LIFE,
+    OK_TESTS,
+    ROW_DECLINED,
+    ROW_KERNEL,
+    Compiled,
+    kernel,
+)
 from pairflow.stats.hedge import NO_OUT
-from pairflow.stats.rolling import OlsFit, RollingPair
+from pairflow.stats.rolling import SSR_GUARD_REL, OlsFit, RollingPair
 
 _SUM = np.add.reduce  # ndarray.sum without its Python wrapper (the same pairwise sum)
 
@@ -70,6 +80,42 @@ def _out_buffers() -> tuple[array[float], int, np.ndarray]:
         c_out = array("d", bytes(8 * N_OUT))  # items read as Python floats, no numpy scalars
         _OUT.buffers = (c_out, c_out.buffer_info()[0], np.empty(N_OUT))
         return _OUT.buffers  # type: ignore[no-any-return]
+
+
+def _row_buffer() -> tuple[array[float], int]:
+    """This thread's ``pf_row_stats`` output buffer and its address (made once)."""
+    try:
+        return _OUT.row  # type: ignore[no-any-return]
+    except AttributeError:
+        out = array("d", bytes(8 * N_ROW_OUT))
+        _OUT.row = (out, out.buffer_info()[0])
+        return _OUT.row  # type: ignore[no-any-return]
+
+
+def _row_params() -> array[float]:
+    """``pf_row_stats``' constants, from the Python that defines them (fastrow.c ``P_*``).
+
+    The guards of :meth:`RollingPair.ols` and :func:`window_stats`, ``coint``'s R^2
+    limit, ``sqrt(0.5)`` of :func:`~pairflow.stats.cointegration.ndtr`, then the
+    MacKinnon tables of the ADF (``"c"``, N=1) and Engle-Granger (``"c"``, N=2) p-values.
+    """
+    vals = [SSR_GUARD_REL, _TINY_SPREAD_REL, 1 - 100 * SQRTEPS, _SQRT1_2]
+    for n in (1, 2):
+        hi, lo, star, small, large = pvalue_table("c", n)
+        vals += [hi, lo, star, len(small), *small, len(large), *large]
+    return array("d", vals)
+
+
+_ROW_PARAMS = _row_params()
+_ROW_PARAMS_ADDRESS = _ROW_PARAMS.buffer_info()[0]
+_STAT_NAMES = (
+    "alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue", "half_life",
+    "spread_std",
+)  # fmt: skip
+"""The statistics of :func:`window_stats`, in ``pf_row_stats``' ``out`` order."""
+_FAST_LAG: dict[int, int] = {}
+"""Window length -> the ADF maximum lag when ``"c"`` and ``"n"`` agree, else -1."""
+_isfinite = math.isfinite
 
 
 def finite_or_none(v: float | None) -> float | None:
@@ -134,12 +180,12 @@ def window_stats(
         spread_std`` (the window spreads' standard deviation, ddof=1, the z-score's
         denominator), each a finite float or ``None``.
     """
-    res: dict[str, float | None] = dict.fromkeys(
-        (
-            "alpha", "beta", "spread", "zscore", "corr", "adf_pvalue", "eg_pvalue",
-            "half_life", "spread_std",
-        )
-    )  # fmt: skip
+    kern = kernel() if compiled else None
+    if kern is not None and kern.stats is not None:
+        fast = _c_row(kern.stats, levels, rets, with_pvalues)
+        if fast is not None:
+            return fast
+    res: dict[str, float | None] = dict.fromkeys(_STAT_NAMES)
     res["corr"] = finite_or_none(rets.corr())
     fit = levels.ols()
     if fit is None:  # x constant (or < 2 points): hedge ratio undefined
@@ -157,13 +203,48 @@ def window_stats(
     if fit.ssr <= tiny:
         return res  # spreads are (numerically) constant: z, tests, half-life undefined
     res["zscore"] = finite_or_none(centred / math.sqrt(fit.ssr / (n - 1)))
-    kern = kernel() if compiled else None
     if kern is not None:
         return _compiled_tail(kern, levels, fit, res, with_pvalues)
     spreads = levels.residuals(fit.beta)
     res["half_life"] = half_life(spreads)
     if with_pvalues:
         _test_pvalues(res, spreads, fit.rsquared)
+    return res
+
+
+def _c_row(
+    fn: Callable[..., int], levels: RollingPair, rets: RollingPair, with_pvalues: bool
+) -> dict[str, float | None] | None:
+    """:func:`window_stats` in one C call (``pf_row_stats``: the same numbers).
+
+    Returns ``None`` where the C code declines the row (the R^2 ~ 1 guard of
+    :meth:`RollingPair.ols`, which recomputes the residual sum of squares with numpy):
+    the caller's Python path makes it. Tests the kernel declines take the numpy path
+    here, as in :func:`_compiled_tail`.
+    """
+    out, address = _row_buffer()
+    n = levels.n
+    p = _FAST_LAG.get(n)
+    if p is None:
+        p = adf_maxlag(n, "c")
+        p = _FAST_LAG[n] = p if p >= 0 and p == adf_maxlag(n, "n") else -1
+    status = fn(
+        levels.buf_a.buffer_info()[0], levels.buf_b.buffer_info()[0], levels.head, n,
+        levels.anchor_a, levels.anchor_b, levels.s_a, levels.s_b, levels.s_aa, levels.s_bb,
+        levels.s_ab, rets.n, rets.s_a, rets.s_b, rets.s_aa, rets.s_bb, rets.s_ab, p,
+        with_pvalues, _ROW_PARAMS_ADDRESS, address,
+    )  # fmt: skip
+    if status < 0:
+        msg = "the C analytics kernel could not allocate its work arrays (out of memory)"
+        raise MemoryError(msg)
+    if status & ROW_DECLINED:
+        return None
+    vals = out.tolist()
+    isfinite = _isfinite
+    res = {k: v if isfinite(v) else None for k, v in zip(_STAT_NAMES, vals)}  # noqa: B905
+    if with_pvalues and status & ROW_KERNEL and not status & OK_TESTS:
+        rsq = vals[18]
+        _test_pvalues(res, levels.residuals(vals[1]), rsq if isfinite(rsq) else None)
     return res
 
 

@@ -282,3 +282,117 @@ def test_rows_computed_in_two_threads_at_once_equal_the_serial_rows(
         assert len(got[seed]) == 4
         for rows in got[seed]:
             assert rows == want[seed]
+
+
+def stats_windows(seed: int = 11) -> list[tuple[str, RollingPair, RollingPair]]:
+    """Windows of every kind the C statistics row must handle, as the flow fills them.
+
+    Cointegrated and independent pairs, an R^2 ~ 1 pair (the OLS guard), a constant leg
+    (no fit), a constant spread (no z), short windows (no fast tests: ``p`` differs for
+    ``"c"`` and ``"n"``); each at several points of its run.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in (12, 20, 40, 100, 300):
+        m = 2 * w
+        x = 4.0 + np.cumsum(rng.normal(0, 1e-3, m))
+        kinds = {
+            "coint": 2.0 + 0.8 * x + rng.normal(0, 3e-4, m),
+            "walks": 9.0 + np.cumsum(rng.normal(0, 1e-3, m)),
+            "rsq1": 1.0 + x + 1e-12 * rng.normal(size=m),
+            "const_spread": 1.0 + x,
+        }
+        cases = [(kind, y, x) for kind, y in kinds.items()]
+        cases.append(("const_x", kinds["walks"], np.full(m, 4.0)))
+        for kind, y, xs in cases:
+            levels, rets = RollingPair.create(w), RollingPair.create(w - 1)
+            prev = None
+            for i, (a, b) in enumerate(zip(y.tolist(), xs.tolist(), strict=True)):
+                levels.push(a, b)
+                if prev is not None:
+                    rets.push(a - prev[0], b - prev[1])
+                prev = (a, b)
+                if i + 1 >= w and (i + 1 - w) % max(1, w // 4) == 0:
+                    out.append((f"{kind} W={w} at {i}", copy_rolling(levels), copy_rolling(rets)))
+    return out
+
+
+def copy_rolling(roll: RollingPair) -> RollingPair:
+    """An independent copy (buffers included)."""
+    import copy
+
+    new = copy.copy(roll)
+    new.buf_a, new.buf_b = array("d", roll.buf_a), array("d", roll.buf_b)
+    return new
+
+
+def test_c_row_stats_are_bit_identical_to_the_python_around_the_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pf_row_stats`` (fits, z, corr, the kernel, MacKinnon p-values in C) == the Python.
+
+    The reference is :func:`window_stats` with the same C kernel but without its
+    ``stats`` function: the O(1) fits, the guards and ``_pvalue``/``ndtr`` in Python.
+    Every status the C row can return is met (a broken branch would show).
+    """
+    import dataclasses
+
+    c = fastrow.c_kernel()
+    assert c is not None and c.stats is not None
+    statuses: set[int] = set()
+
+    def spy(*args: object) -> int:
+        status = c.stats(*args)
+        statuses.add(status)
+        return status
+
+    with_c = dataclasses.replace(c, stats=spy)
+    without = dataclasses.replace(c, stats=None)
+    compared = 0
+    for label, levels, rets in stats_windows():
+        for with_p in (True, False):
+            monkeypatch.setattr(pair_row, "kernel", lambda: with_c)
+            got = pair_row.window_stats(levels, rets, with_pvalues=with_p, compiled=True)
+            monkeypatch.setattr(pair_row, "kernel", lambda: without)
+            want = pair_row.window_stats(levels, rets, with_pvalues=with_p, compiled=True)
+            assert got.keys() == want.keys()
+            for k, v in want.items():
+                assert (got[k] is None) == (v is None), (label, with_p, k, got[k], v)
+                assert got[k] == v, (label, with_p, k, got[k], v)  # bit for bit
+            compared += 1
+    assert compared > 100
+    ok = fastrow.ROW_KERNEL | fastrow.OK_HALF_LIFE
+    assert fastrow.ROW_DECLINED in statuses  # the R^2 ~ 1 guard: the Python path
+    assert 0 in statuses  # no fit or a constant spread: no kernel
+    assert ok | fastrow.OK_TESTS in statuses  # the fast tests and p-values in C
+    assert ok in statuses  # the kernel without tests (no p-values asked, or W < 36)
+
+
+def test_c_row_stats_out_of_memory_is_a_memory_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    c = fastrow.c_kernel()
+    assert c is not None
+    failing = dataclasses.replace(c, stats=lambda *args: -1)
+    monkeypatch.setattr(pair_row, "kernel", lambda: failing)
+    _, levels, rets = next(w for w in stats_windows() if w[0].startswith("coint W=300"))
+    with pytest.raises(MemoryError, match="out of memory"):
+        pair_row.window_stats(levels, rets, compiled=True)
+
+
+def test_c_row_params_are_the_python_constants_and_tables() -> None:
+    """The constants ``pf_row_stats`` reads (fastrow.c ``P_*``) come from the Python."""
+    from pairflow.stats.rolling import SSR_GUARD_REL
+
+    params = pair_row._row_params().tolist()
+    assert params[:4] == [
+        SSR_GUARD_REL, pair_row._TINY_SPREAD_REL, 1 - 100 * cointegration.SQRTEPS,
+        math.sqrt(0.5),
+    ]  # fmt: skip
+    rest = params[4:]
+    for n in (1, 2):
+        hi, lo, star, small, large = cointegration.pvalue_table("c", n)
+        table = [hi, lo, star, len(small), *small, len(large), *large]
+        assert rest[: len(table)] == table
+        rest = rest[len(table) :]
+    assert rest == []

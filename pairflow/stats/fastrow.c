@@ -255,3 +255,128 @@ static long row_tests(const double *x, long n, long p, double *out, double *mem)
     out[8] = ic_n;
     return OK_TESTS;
 }
+
+/* ---- The whole statistics row: pf_row_stats ------------------------------------------
+ * operators/pair_row.py window_stats (its compiled branch) and the MacKinnon p-values of
+ * pairflow/stats/cointegration.py (_pvalue, ndtr), in one call, with the same operations
+ * in the same order as that Python (so bit-identical to it; tests/test_fastrow.py).
+ * Python's max(v, 0.0) is "0.0 > v ? 0.0 : v" (NaN stays NaN), as written below.
+ */
+
+#define ROW_DECLINED 4
+#define ROW_KERNEL 8 /* pf_row_kernel ran (half-life and, if asked, the tests) */
+
+/* params: see pair_row.py _row_params: SSR_GUARD_REL, _TINY_SPREAD_REL, 1 - 100 SQRTEPS,
+ * sqrt(0.5), then the MacKinnon tables of ("c", N=1) and ("c", N=2), each as
+ * hi, lo, star, n_small, small (Horner order), n_large, large. */
+#define P_SSR_GUARD 0
+#define P_TINY 1
+#define P_RSQ_MAX 2
+#define P_SQRT1_2 3
+#define P_TABLES 4
+
+static double ndtr(double a, double sqrt1_2) {
+    double x = a * sqrt1_2;
+    double z = fabs(x);
+    if (z < sqrt1_2) return 0.5 + 0.5 * erf(x);
+    double y = 0.5 * erfc(z);
+    return x > 0 ? 1.0 - y : y;
+}
+
+/* MacKinnon p-value of stat from one table (pointer advanced past it in *next). */
+static double mackinnon(double stat, const double *t, double sqrt1_2, const double **next) {
+    long ns = (long)t[3];
+    const double *small = t + 4;
+    long nl = (long)t[4 + ns];
+    const double *large = t + 5 + ns;
+    if (next != NULL) *next = large + nl;
+    if (stat > t[0]) return 1.0;
+    if (stat < t[1]) return 0.0;
+    const double *c = stat <= t[2] ? small : large;
+    long nc = stat <= t[2] ? ns : nl;
+    double acc = 0.0;
+    for (long i = 0; i < nc; i++) acc = acc * stat + c[i];
+    return ndtr(acc, sqrt1_2);
+}
+
+/* (c_aa, c_bb, c_ab) of RollingPair.centred for n >= 1. */
+static void centred(long n, double s_a, double s_b, double s_aa, double s_bb, double s_ab,
+                    double *c) {
+    double dn = (double)n;
+    double c_aa = s_aa - s_a * s_a / dn;
+    double c_bb = s_bb - s_b * s_b / dn;
+    c_aa = 0.0 > c_aa ? 0.0 : c_aa;
+    c_bb = 0.0 > c_bb ? 0.0 : c_bb;
+    double c_ab = s_ab - s_a * s_b / dn;
+    if (c_aa == 0.0 || c_bb == 0.0) c_ab = 0.0;
+    c[0] = c_aa;
+    c[1] = c_bb;
+    c[2] = c_ab;
+}
+
+/* Statistics of one window: out[0..8] = alpha, beta, spread, zscore, corr, adf_pvalue,
+ * eg_pvalue, half_life, spread_std (NaN where Python has None or a non-finite value);
+ * out[9..17] = pf_row_kernel's output, out[18] = R^2 (NaN: undefined). Returns
+ * pf_row_kernel's status bits and ROW_KERNEL (0 where it did not run; with ROW_KERNEL
+ * and without OK_TESTS the Python caller runs the numpy tests if it wants p-values), ROW_DECLINED where the Python path
+ * must make the whole row (the R^2 ~ 1 guard of RollingPair.ols), or -1 (out of memory).
+ * p: the ADF maximum lag if it is the same for "c" and "n" (else -1). */
+long pf_row_stats(const double *buf_a, const double *buf_b, long head, long n,
+                  double anchor_a, double anchor_b, double s_a, double s_b, double s_aa,
+                  double s_bb, double s_ab, long rn, double r_a, double r_b, double r_aa,
+                  double r_bb, double r_ab, long p, long with_p, const double *params,
+                  double *out) {
+    double c[3];
+    for (long i = 0; i < 9; i++) out[i] = NAN;
+    out[18] = NAN;
+    if (rn >= 2) { /* RollingPair.corr of the returns */
+        centred(rn, r_a, r_b, r_aa, r_bb, r_ab, c);
+        if (!(c[0] <= 0.0 || c[1] <= 0.0)) {
+            double r = c[2] / sqrt(c[0] * c[1]);
+            r = r > -1.0 ? r : -1.0;
+            out[4] = r < 1.0 ? r : 1.0;
+        }
+    }
+    if (n < 2) return 0; /* RollingPair.ols: no fit */
+    centred(n, s_a, s_b, s_aa, s_bb, s_ab, c);
+    double c_aa = c[0], c_bb = c[1], c_ab = c[2];
+    if (c_bb <= 0.0) return 0;
+    double dn = (double)n;
+    double beta = c_ab / c_bb;
+    double mean_a = anchor_a + s_a / dn;
+    double mean_b = anchor_b + s_b / dn;
+    double alpha = mean_a - beta * mean_b;
+    double ssr = c_aa - beta * c_ab;
+    if (ssr < params[P_SSR_GUARD] * c_aa) return ROW_DECLINED; /* ssr recomputed in numpy */
+    ssr = 0.0 > ssr ? 0.0 : ssr;
+    int has_rsq = !(c_aa <= 0.0);
+    double rsq = has_rsq ? 1.0 - ssr / c_aa : 0.0;
+    out[18] = has_rsq ? rsq : NAN;
+    double dy = (buf_a[head + n - 1] - anchor_a) - s_a / dn; /* RollingPair.last_deviation */
+    double dx = (buf_b[head + n - 1] - anchor_b) - s_b / dn;
+    out[0] = alpha;
+    out[1] = beta;
+    double spread = dy - beta * dx;
+    out[2] = spread;
+    out[8] = sqrt(ssr / (double)(n - 1));
+    double level = fabs(mean_a);
+    level = level > 1.0 ? level : 1.0;
+    double tiny = pow(params[P_TINY] * level, 2.0) * dn;
+    if (ssr <= tiny) return 0; /* constant spreads: z, tests, half-life undefined */
+    out[3] = spread / sqrt(ssr / (double)(n - 1));
+    int fast = with_p && has_rsq && rsq < params[P_RSQ_MAX] && p >= 0;
+    long status = pf_row_kernel(buf_a, buf_b, head, n, anchor_a, anchor_b, s_a, s_b, beta,
+                                fast ? p : -1, out + 9);
+    if (status < 0) return status;
+    status |= ROW_KERNEL;
+    if (status & OK_HALF_LIFE) {
+        double lam = out[9];
+        if (lam < 0.0 && 1.0 + lam > 0.0) out[7] = -log(2.0) / log1p(lam);
+    }
+    if (!with_p || !(status & OK_TESTS)) return status; /* Python: no or numpy tests */
+    const double *c2;
+    double sqrt1_2 = params[P_SQRT1_2];
+    out[5] = mackinnon(out[10], params + P_TABLES, sqrt1_2, &c2);
+    out[6] = mackinnon(out[14], c2, sqrt1_2, NULL);
+    return status;
+}

@@ -68,6 +68,13 @@ OK_TESTS = 2
 N_OUT = 9
 """Length of the ``out`` array: ``lambda``, ADF ``(stat, lag, nobs, ic)``, EG the same."""
 
+ROW_DECLINED = 4
+"""``pf_row_stats`` status bit: the Python path makes this row (the R^2 ~ 1 guard)."""
+ROW_KERNEL = 8
+"""``pf_row_stats`` status bit: the row kernel ran (without ``OK_TESTS``: no tests)."""
+N_ROW_OUT = 19
+"""Length of ``pf_row_stats``' ``out``: 9 statistics, the kernel's ``N_OUT``, R^2."""
+
 
 def _chol(a: np.ndarray, m: int, low: np.ndarray) -> bool:
     """Lower Cholesky factor of ``a[:m, :m]`` into ``low``; False if a pivot fails.
@@ -340,11 +347,15 @@ class Compiled:
         fn: The compiled function. The C kernel (``by_address``) takes the buffers'
             addresses (``array.buffer_info()[0]``) where :func:`row_kernel` takes arrays.
         by_address: Whether ``fn`` takes addresses.
+        stats: The C build only: ``pf_row_stats``, the whole statistics row (this
+            kernel, the O(1) fits and the p-values) in one call, by address
+            (:func:`operators.pair_row.window_stats`).
     """
 
     name: str
     fn: Callable[..., int]
     by_address: bool
+    stats: Callable[..., int] | None = None
 
     def __call__(
         self, buf_a: Any, buf_b: Any, head: int, n: int, anchor_a: float, anchor_b: float,
@@ -457,7 +468,13 @@ def _load_c() -> Compiled | None:
     fn.restype = ctypes.c_long
     c_long, c_double, c_void_p = ctypes.c_long, ctypes.c_double, ctypes.c_void_p
     fn.argtypes = [c_void_p, c_void_p, c_long, c_long, *[c_double] * 5, c_long, c_void_p]
-    return Compiled("c", fn, by_address=True)
+    stats = lib.pf_row_stats
+    stats.restype = c_long
+    stats.argtypes = [
+        c_void_p, c_void_p, c_long, c_long, *[c_double] * 7, c_long, *[c_double] * 5,
+        c_long, c_long, c_void_p, c_void_p,
+    ]  # fmt: skip
+    return Compiled("c", fn, by_address=True, stats=stats)
 
 
 def _load_numba() -> Compiled | None:
