@@ -49,7 +49,10 @@ def assert_adf_equal(x: np.ndarray, regression: str) -> None:
     assert got.nobs == ref.nobs
     assert got.stat == pytest.approx(ref.statistic, rel=STAT_RTOL, abs=STAT_ATOL)
     assert got.pvalue == pytest.approx(ref.pvalue, abs=P_ATOL)
-    assert got.icbest == pytest.approx(ref.icbest, rel=1e-9, abs=1e-6)
+    # The AIC moves by nobs times the residual sum of squares' relative error: short
+    # series of repeated tiny values (hypothesis found n=20, ~1e-5, half of them
+    # forward-filled) lose ~1e-8 of it in either implementation. Not a product column.
+    assert got.icbest == pytest.approx(ref.icbest, rel=1e-7, abs=1e-6)
 
 
 @st.composite
