@@ -181,20 +181,40 @@ static long row_tests(const double *x, long n, long p, double *out, double *mem)
     g[2 * w + 2] = sxx2;
     g[1 * w + 2] = g[2 * w + 1] = scx;
     long lw = p + 1;
-    for (long k = 0; k < p + 1; k++) {
-        double s1 = 0.0, s0 = 0.0, s_c = 0.0, s_x = 0.0;
+    /* lg[0][k] = sum dx[t] dx[t-k]: four lags a pass (independent sums, each in the
+     * Python's order), then the rest one by one. */
+    long k0 = 0;
+    for (; k0 + 3 < p + 1; k0 += 4) {
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
         for (long t = p; t < rows; t++) {
-            double d = dx[t - k];
-            s1 += d;
-            s0 += dx[t] * d;
-            s_c += (x[t] - mean) * d;
-            s_x += x[t] * d;
+            double d = dx[t];
+            a0 += d * dx[t - k0];
+            a1 += d * dx[t - k0 - 1];
+            a2 += d * dx[t - k0 - 2];
+            a3 += d * dx[t - k0 - 3];
         }
-        lg[0 * lw + k] = lg[k * lw + 0] = s0;
+        lg[k0] = lg[k0 * lw] = a0;
+        lg[k0 + 1] = lg[(k0 + 1) * lw] = a1;
+        lg[k0 + 2] = lg[(k0 + 2) * lw] = a2;
+        lg[k0 + 3] = lg[(k0 + 3) * lw] = a3;
+    }
+    for (; k0 < p + 1; k0++) {
+        double a0 = 0.0;
+        for (long t = p; t < rows; t++) a0 += dx[t] * dx[t - k0];
+        lg[k0] = lg[k0 * lw] = a0;
+    }
+    double s_x = 0.0;
+    for (long t = p; t < rows; t++) s_x += x[t] * dx[t];
+    /* Level x lag sums from the lag-0 one, O(1) a lag (see row_kernel in fastrow.py). */
+    for (long k = 0; k < p + 1; k++) {
         long ck = k == 0 ? p + 3 : 2 + k;
+        double s1 = x[rows - k] - x[p - k];
         g[0 * w + ck] = g[ck * w + 0] = s1;
-        g[1 * w + ck] = g[ck * w + 1] = s_c;
+        g[1 * w + ck] = g[ck * w + 1] = s_x - mean * s1;
         g[2 * w + ck] = g[ck * w + 2] = s_x;
+        if (k < p)
+            s_x = (s_x + x[p - 1] * dx[p - 1 - k] - x[rows - 1] * dx[rows - 1 - k]) +
+                  (lg[k] + dx[p - 1] * dx[p - 1 - k] - dx[rows - 1] * dx[rows - 1 - k]);
     }
     for (long j = 0; j < p; j++) {
         for (long k = j; k < p; k++) {

@@ -249,22 +249,30 @@ def row_kernel(
     g[1, 1] = scc
     g[2, 2] = sxx2
     g[1, 2] = g[2, 1] = scx
+    # The first row of the lag family, lg[0, k] = sum dx[t] dx[t-k]: the one O(nobs) loop
+    # per lag (the C build runs four lags per pass, each sum in this order).
     for k in range(p + 1):
-        s1 = 0.0
         s0 = 0.0
-        s_c = 0.0
-        s_x = 0.0
         for t in range(p, rows):
-            d = dx[t - k]
-            s1 += d
-            s0 += dx[t] * d
-            s_c += (x[t] - mean) * d
-            s_x += x[t] * d
+            s0 += dx[t] * dx[t - k]
         lg[0, k] = lg[k, 0] = s0
+    s_x = 0.0
+    for t in range(p, rows):
+        s_x += x[t] * dx[t]
+    # Level x lag sums from the lag-0 one, O(1) a lag, since x[u + 1] = x[u] + dx[u]:
+    # sum x[t] dx[t-k-1] = (sum x[t] dx[t-k] + sum dx[t] dx[t-k]) over t - 1, i.e. with
+    # the window's first term added and last removed; sum dx[t-k] telescopes; the centred
+    # level's sum is sum x dx - mean sum dx.
+    for k in range(p + 1):
         ck = p + 3 if k == 0 else 2 + k
+        s1 = x[rows - k] - x[p - k]
         g[0, ck] = g[ck, 0] = s1
-        g[1, ck] = g[ck, 1] = s_c
+        g[1, ck] = g[ck, 1] = s_x - mean * s1
         g[2, ck] = g[ck, 2] = s_x
+        if k < p:
+            s_x = (s_x + x[p - 1] * dx[p - 1 - k] - x[rows - 1] * dx[rows - 1 - k]) + (
+                lg[0, k] + dx[p - 1] * dx[p - 1 - k] - dx[rows - 1] * dx[rows - 1 - k]
+            )
     for j in range(p):
         for k in range(j, p):
             v = lg[j, k] + dx[p - 1 - j] * dx[p - 1 - k] - dx[rows - 1 - j] * dx[rows - 1 - k]
