@@ -66,10 +66,10 @@ _TINY_SPREAD_REL = 1e3 * sys.float_info.epsilon
 """Spreads below this times the log-price level are rounding noise: treated as zero."""
 
 _OUT = threading.local()
-"""Each thread's kernel output buffers (:func:`_out_buffers`).
+"""Each thread's kernel output buffers (:func:`_out_buffers`, :func:`_row_buffer`).
 
-Per thread, not per process: both compiled kernels release the GIL while they run,
-so two workers' rows in one process may be computed at once."""
+Per thread, not per process: the numba kernel releases the GIL while it runs (the C
+build keeps it), so two workers' rows in one process may be computed at once."""
 
 
 def _out_buffers() -> tuple[array[float], int, np.ndarray]:

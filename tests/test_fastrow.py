@@ -256,7 +256,9 @@ def test_use_compiled_and_a_fresh_module_import_no_numpy_or_numba() -> None:
 def test_rows_computed_in_two_threads_at_once_equal_the_serial_rows(
     build: fastrow.Compiled,
 ) -> None:
-    """Both kernels release the GIL, so workers' rows overlap: each needs its own buffers.
+    """The numba kernel releases the GIL, so workers' rows overlap: each needs its own buffers.
+
+    (The C build keeps the GIL, ``test_c_build_keeps_the_gil``; both are held to it.)
 
     Two threads (as two Bytewax workers of one process) run different pairs' rows
     many times over; every row must equal the one computed alone.
@@ -396,3 +398,15 @@ def test_c_row_params_are_the_python_constants_and_tables() -> None:
         assert rest[: len(table)] == table
         rest = rest[len(table) :]
     assert rest == []
+
+
+def test_c_build_keeps_the_gil() -> None:
+    """The C calls are PyDLL calls: dropping the GIL for microseconds handed it to the
+    DuckDB writer thread at every row and doubled the calls' time in a scan flow."""
+    import ctypes
+
+    c = fastrow.c_kernel()
+    assert c is not None and c.stats is not None
+    python_api = ctypes._FUNCFLAG_PYTHONAPI  # set on PyDLL functions only
+    assert c.fn._flags_ & python_api
+    assert c.stats._flags_ & python_api

@@ -468,7 +468,14 @@ def _load_c() -> Compiled | None:
     if path is None:
         return None
     try:
-        lib = ctypes.CDLL(str(path))
+        # PyDLL: the calls keep the GIL. Each call that dropped it (CDLL) handed the GIL
+        # to any thread waiting for it (the DuckDB writer) and waited to get it back:
+        # in a 91-pair scan flow that doubled the calls' time (0.39 -> 0.80 s for 54,704
+        # rows, benchmarks/scan.py); a call lasts microseconds, so holding it costs the
+        # writer nothing measurable. Worker threads of one process thus run the kernel
+        # one at a time, as they run the rest of the step (processes scale, threads do
+        # not: README "Scanner scale").
+        lib = ctypes.PyDLL(str(path))
     except OSError as exc:
         _log.warning("could not load the C analytics kernel %s: %s", path, exc)
         return None
