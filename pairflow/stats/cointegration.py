@@ -528,8 +528,7 @@ def _pvalue(stat: float, regression: str, n: int) -> float:
     :func:`ndtr`. The tables are a generated copy of statsmodels'
     (``tests/test_cointegration.py`` holds them equal).
     """
-    tab = _PV_CACHE.get((regression, n)) or pvalue_table(regression, n)
-    hi, lo, star, small_c, large_c = tab
+    hi, lo, star, small_c, large_c = pvalue_table(regression, n)
     if stat > hi:
         return 1.0
     if stat < lo:

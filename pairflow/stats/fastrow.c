@@ -336,10 +336,11 @@ static void centred(long n, double s_a, double s_b, double s_aa, double s_bb, do
 
 /* Statistics of one window: out[0..8] = alpha, beta, spread, zscore, corr, adf_pvalue,
  * eg_pvalue, half_life, spread_std (NaN where Python has None or a non-finite value);
- * out[9..17] = pf_row_kernel's output, out[18] = R^2 (NaN: undefined). Returns
- * pf_row_kernel's status bits and ROW_KERNEL (0 where it did not run; with ROW_KERNEL
- * and without OK_TESTS the Python caller runs the numpy tests if it wants p-values), ROW_DECLINED where the Python path
- * must make the whole row (the R^2 ~ 1 guard of RollingPair.ols), or -1 (out of memory).
+ * out[9..17] = pf_row_kernel's output, out[18] = R^2 (NaN: undefined).
+ * Returns pf_row_kernel's status bits and ROW_KERNEL (0 where it did not run; with
+ * ROW_KERNEL and without OK_TESTS the Python caller runs the numpy tests if it wants
+ * p-values), ROW_DECLINED where the Python path must make the whole row (the R^2 ~ 1
+ * guard of RollingPair.ols), or -1 (out of memory).
  * p: the ADF maximum lag if it is the same for "c" and "n" (else -1). */
 long pf_row_stats(const double *buf_a, const double *buf_b, long head, long n,
                   double anchor_a, double anchor_b, double s_a, double s_b, double s_aa,
