@@ -27,6 +27,12 @@ re-exports (``duckdb.connect is _duckdb.connect``; tested): importing the packag
 also loads its relational-API wrappers and ``importlib.metadata`` (for its version
 string), ~40 % of a 100-tick replay's start-up beyond a bare Bytewax flow here.
 
+Every call into DuckDB's Python API takes the GIL back on its way out; the writer thread
+waits for it while the flow's thread runs Python, up to the interpreter's switch
+interval a call (``PAIRFLOW_SWITCH_INTERVAL_MS``, :mod:`pairflow.gc_tuning`). A flush
+therefore makes few calls: one ``register`` and one ``INSERT`` a table, no
+``unregister`` (each table's view is replaced by its next batch).
+
 Unflushed rows are part of the partition's recovery snapshot, so a crash between
 an epoch's end and the next flush loses nothing.
 """
@@ -128,6 +134,21 @@ class PendingRows:
 
     def add(self, item: object) -> None:
         """Buffer one record (a table row, a :class:`Retract` or a :class:`RetractFrom`)."""
+        route = _ROUTES.get(type(item))  # a row of a type seen before: the common case
+        if route is not None:
+            row = route.row(item)
+            key = route.key
+            if key is None:
+                rows = self.appended.get(route.table.name)
+                if rows is None:
+                    rows = self.appended[route.table.name] = []
+                rows.append(row)
+                return
+            keyed = self.keyed.get(route.table.name)
+            if keyed is None:
+                keyed = self.keyed[route.table.name] = {}
+            keyed[key(row)] = row
+            return
         if isinstance(item, Retract):
             table = _keyed_table(item.table)
             if len(item.key) != len(table.key):
@@ -356,10 +377,10 @@ def write_frames(
         for name, keys in frames.deletes.items():
             table = TABLES[name]
             match = " AND ".join(f'{name}."{k}" = _gone."{k}"' for k in table.key)
-            con.register("_gone_raw", keys)
-            gone = f"(SELECT {_select(table, table.key, '_gone_raw')} FROM _gone_raw) AS _gone"
+            view = f"_gone_{name}"
+            con.register(view, keys)  # replaced by the next one, as in _insert
+            gone = f"(SELECT {_select(table, table.key, view)} FROM {view}) AS _gone"
             con.execute(f"DELETE FROM {name} USING {gone} WHERE {match}")  # noqa: S608
-            con.unregister("_gone_raw")
         for name, batch in frames.upserts.items():
             if name not in plain:
                 _insert(con, "INSERT OR REPLACE INTO", TABLES[name], batch)
@@ -436,17 +457,20 @@ def _insert(con: duckdb.DuckDBPyConnection, verb: str, table: Table, batch: Batc
     NumPy columns are registered and scanned; a small batch of rows is one ``VALUES``
     list of parameters (NaN becomes NULL, as DuckDB reads it from NumPy).
     """
-    select = _select(table, table.names, "_pending")
+    view = f"_pending_{table.name}"
+    select = _select(table, table.names, view)
     head = f"{verb} {table.name} ({table.quoted()}) SELECT {select} FROM"
     if isinstance(batch, list):
         one = "(" + ", ".join("?" * len(table.names)) + ")"
-        values = f"(VALUES {', '.join([one] * len(batch))}) AS _pending({table.quoted()})"
+        values = f"(VALUES {', '.join([one] * len(batch))}) AS {view}({table.quoted()})"
         params = [None if v != v else v for row in batch for v in row]  # noqa: PLR0124 - NaN
         con.execute(f"{head} {values}", params)
         return
-    con.register("_pending", batch)
-    con.execute(f"{head} _pending")
-    con.unregister("_pending")
+    # Not unregistered: the next batch of the table replaces the view (registering is
+    # transactional, and the connection is closed within HOLD_MAX_MS). Every call into
+    # DuckDB waits for the GIL on its way out (see write_frames).
+    con.register(view, batch)
+    con.execute(f"{head} {view}")
 
 
 HOLD_IDLE_MS = 50
@@ -527,18 +551,26 @@ class HeldConnection:
             self._close_locked()
 
 
+MAX_PENDING_BATCHES = 4
+"""While a write is in flight, up to this many batches of rows are buffered before the
+flow waits for it (:class:`DuckDBPartition`)."""
+
+
 class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
     """The single DuckDB writer partition.
 
     A flush that :meth:`write_batch` starts (enough rows or time) turns the pending
     rows into NumPy columns on the flow's thread and writes them on a writer thread
     (DuckDB releases the GIL while it inserts), so the flow goes on with the next
-    batches meanwhile; at most one write is in flight, and the next flush waits for
-    it, so flushes commit in order. :meth:`snapshot` waits for the write in flight
-    (what a snapshot leaves out must be committed), :meth:`flush` and :meth:`close`
-    write synchronously. A failed write is raised by the next call into the
-    partition (the flow stops one batch later than with a synchronous write, and a
-    resumed flow rewrites what the last snapshot had not committed).
+    batches meanwhile. At most one write is in flight, so flushes commit in order: a
+    flush that comes due while it runs waits (its rows stay pending and the flow goes
+    on) until it has committed and the next batch arrives, and only with
+    ``max_pending_rows`` buffered does the flow itself wait. :meth:`snapshot` waits
+    for the write in flight (what a snapshot leaves out must be committed),
+    :meth:`flush` and :meth:`close` write synchronously. A failed write is raised by
+    the next call into the partition (the flow stops one batch later than with a
+    synchronous write, and a resumed flow rewrites what the last snapshot had not
+    committed).
 
     Args:
         path: Database file.
@@ -547,6 +579,10 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         resume: Pending rows of a snapshot, written with the first flush.
         background: Write the flushes that ``write_batch`` starts on the writer
             thread (``False``: on the calling thread, as :meth:`flush` does).
+        max_pending_rows: A flush that is due while a write is in flight waits (the
+            rows stay pending, the flow goes on) until that write has committed, unless
+            this many rows are pending: then the flow waits for the writer (bounded
+            memory). Default :data:`MAX_PENDING_BATCHES` x ``batch_rows``.
     """
 
     def __init__(
@@ -556,11 +592,13 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
         flush_ms: int,
         resume: PendingRows | None,
         background: bool = True,
+        max_pending_rows: int | None = None,
     ) -> None:
         self.path = path
         self.batch_rows = batch_rows
         self.flush_ms = flush_ms
         self.pending = resume if resume is not None else PendingRows()
+        self.max_pending_rows = max_pending_rows or MAX_PENDING_BATCHES * batch_rows
         self.last_flush_ms = now_ms()
         self.flushes = 0
         self.plan = InsertPlan()
@@ -588,7 +626,11 @@ class DuckDBPartition(StatefulSinkPartition[object, PendingRows]):
                     add(record)
             else:
                 add(item)
-        if len(self.pending) >= self.batch_rows or now_ms() - self.last_flush_ms >= self.flush_ms:
+        n = len(self.pending)
+        if n >= self.batch_rows or now_ms() - self.last_flush_ms >= self.flush_ms:
+            writing = self._writing
+            if writing is not None and writing.is_alive() and n < self.max_pending_rows:
+                return  # the writer is busy: keep buffering, flush once it has committed
             self._start_flush(background=self.background)
         elif self._failed is not None:
             self.wait_written()  # raises the writer's error

@@ -195,13 +195,53 @@ def test_a_flush_started_by_write_batch_is_written_on_the_writer_thread(tmp_path
     assert len(part.pending) == 1
     assert rows(db, "SELECT count(*) FROM bars") == [(0,)]
     gated.gate.set()
-    part.write_batch([bar(3000, close=5.0), bar(0, close=6.0)])  # waits for the first one
+    part.wait_written()
+    part.write_batch([bar(3000, close=5.0), bar(0, close=6.0)])  # the writer is free again
     part.write_batch([bar(4000)])  # below batch_rows: pending
     part.close()  # writes it on this thread
     writer, here = "pairflow-duckdb-writer", threading.current_thread().name
     assert gated.threads == [writer, writer, here]
     got = rows(db, "SELECT open_time, close FROM bars ORDER BY open_time")
     assert [c for _, c in got] == [6.0, 10.0, 10.0, 5.0, 10.0]  # the later flush won bar(0)
+
+
+def test_a_flush_due_while_the_writer_is_busy_stays_pending_without_blocking(tmp_path, monkeypatch):
+    db = tmp_path / "busy.db"
+    gated = _GatedWrites(monkeypatch)
+    part = DuckDBPartition(db, batch_rows=2, flush_ms=3_600_000, resume=None)
+    part.write_batch([bar(0), bar(1000)])  # a flush, held at the gate
+    assert gated.started.wait(10)
+    caller = threading.Thread(target=part.write_batch, args=([bar(2000), bar(3000)],))
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "a due flush must not wait for the write in flight"
+    assert len(part.pending) == 2 and gated.threads == ["pairflow-duckdb-writer"]
+    gated.gate.set()
+    part.wait_written()
+    part.write_batch([bar(4000)])  # the writer is free: the pending rows go with this one
+    assert len(part.pending) == 0
+    part.close()
+    assert gated.threads == ["pairflow-duckdb-writer"] * 2
+    assert rows(db, "SELECT count(*) FROM bars") == [(5,)]
+
+
+def test_the_flow_waits_for_the_writer_once_max_pending_rows_are_buffered(tmp_path, monkeypatch):
+    db = tmp_path / "full.db"
+    gated = _GatedWrites(monkeypatch)
+    part = DuckDBPartition(db, batch_rows=2, flush_ms=3_600_000, resume=None, max_pending_rows=4)
+    part.write_batch([bar(0), bar(1000)])  # a flush, held at the gate
+    assert gated.started.wait(10)
+    part.write_batch([bar(2000), bar(3000), bar(4000)])  # 3 < 4: buffered
+    assert len(part.pending) == 3
+    caller = threading.Thread(target=part.write_batch, args=([bar(5000)],))
+    caller.start()
+    caller.join(0.3)
+    assert caller.is_alive(), "with max_pending_rows buffered the flow must wait for the writer"
+    gated.gate.set()
+    caller.join(10)
+    assert not caller.is_alive()
+    part.close()
+    assert rows(db, "SELECT count(*) FROM bars") == [(6,)]
 
 
 def test_snapshot_waits_until_the_write_in_flight_has_committed(tmp_path, monkeypatch):
