@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 # Only light imports at module level: ``python dataflow.py`` installs its signal
 # handlers before the heavy ones (bytewax, DuckDB, Redis, numpy) load in build().
 from pairflow.config import ConfigError, Settings, load_settings, redact_url
-from pairflow.gc_tuning import apply_gc_thresholds
+from pairflow.gc_tuning import apply_gc_thresholds, apply_switch_interval
 
 if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
@@ -178,6 +178,7 @@ def _build_from_env() -> Dataflow:
     try:
         settings = load_settings()
         apply_gc_thresholds(settings.gc_thresholds)
+        apply_switch_interval(settings.switch_interval_ms)
         built = build(settings)
     except ConfigError as exc:
         print(f"pairflow: configuration error: {exc}", file=sys.stderr)
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         apply_gc_thresholds(settings.gc_thresholds)
+        apply_switch_interval(settings.switch_interval_ms)
         built = build(settings)
     except ConfigError as exc:
         print(f"pairflow: configuration error: {exc}", file=sys.stderr)

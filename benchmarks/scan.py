@@ -59,9 +59,10 @@ t_start = time.perf_counter()
 from bytewax.testing import run_main
 import dataflow
 from pairflow.config import load_settings
-from pairflow.gc_tuning import apply_gc_thresholds
+from pairflow.gc_tuning import apply_gc_thresholds, apply_switch_interval
 s = load_settings()
 apply_gc_thresholds(s.gc_thresholds)  # as dataflow.py / bytewax.run dataflow do
+apply_switch_interval(s.switch_interval_ms)
 f = dataflow.build(s, with_analytics=os.environ["BENCH_ANALYTICS"] == "1")
 warm = 0.0
 if os.environ["BENCH_ANALYTICS"] == "1" and os.environ.get("PAIRFLOW_COMPILED") != "off":

@@ -9,6 +9,7 @@ value raises :class:`ConfigError` with a message that says what to do.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -75,6 +76,7 @@ COMMON_DEFAULTS: dict[str, str] = {
     "KALMAN_DELTA": "0.01",
     "COMPILED": "auto",
     "GC_THRESHOLDS": "50000,20,100",
+    "SWITCH_INTERVAL_MS": "1",
 }
 """Defaults of the settings every run has, by name without the ``PAIRFLOW_`` prefix."""
 
@@ -114,6 +116,9 @@ class Settings:
             ``Vw = delta * C`` (a number >= 0; docs/design.md "Hedge models").
         gc_thresholds: ``PAIRFLOW_GC_THRESHOLDS``: the ``gc.set_threshold`` the flow's
             process runs with (:mod:`pairflow.gc_tuning`); ``None`` keeps Python's.
+        switch_interval_ms: ``PAIRFLOW_SWITCH_INTERVAL_MS``: the interpreter's thread
+            switch interval in the flow's process (``sys.setswitchinterval``, in ms;
+            :mod:`pairflow.gc_tuning`); ``None`` keeps Python's (5 ms).
     """
 
     source: SourceConfig = field(default_factory=BinanceConfig)
@@ -144,6 +149,9 @@ class Settings:
     compiled: str = COMMON_DEFAULTS["COMPILED"]
     gc_thresholds: tuple[int, int, int] | None = field(
         default_factory=lambda: parse_gc_thresholds(COMMON_DEFAULTS["GC_THRESHOLDS"])
+    )
+    switch_interval_ms: float | None = field(
+        default_factory=lambda: parse_switch_interval(COMMON_DEFAULTS["SWITCH_INTERVAL_MS"])
     )
 
     @property
@@ -379,6 +387,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kalman_delta=parse_number("KALMAN_DELTA", raw["KALMAN_DELTA"], minimum=0.0),
         compiled=parse_compiled(raw["COMPILED"]),
         gc_thresholds=parse_gc_thresholds(raw["GC_THRESHOLDS"]),
+        switch_interval_ms=parse_switch_interval(raw["SWITCH_INTERVAL_MS"]),
     )
 
 
@@ -418,6 +427,32 @@ def parse_gc_thresholds(text: str) -> tuple[int, int, int] | None:
         raise ConfigError(msg)
     g0, g1, g2 = (int(p) for p in parts)
     return g0, g1, g2
+
+
+SWITCH_INTERVAL_MAX_MS = 1000.0
+"""The largest ``PAIRFLOW_SWITCH_INTERVAL_MS`` accepted (a second)."""
+
+
+def parse_switch_interval(text: str) -> float | None:
+    """``PAIRFLOW_SWITCH_INTERVAL_MS``: milliseconds in (0, 1000]; empty/``default``: None.
+
+    Raises:
+        ConfigError: on anything else.
+    """
+    low = text.strip().lower()
+    if low in ("", "default"):
+        return None
+    try:
+        ms = float(low)
+    except ValueError:
+        ms = math.nan
+    if not 0.0 < ms <= SWITCH_INTERVAL_MAX_MS:
+        msg = (
+            "PAIRFLOW_SWITCH_INTERVAL_MS must be a number of milliseconds in (0, 1000] "
+            f"(e.g. 1) or 'default' for Python's own 5 ms, got {text!r}"
+        )
+        raise ConfigError(msg)
+    return ms
 
 
 def redact_url(url: str | None) -> str:

@@ -1,4 +1,6 @@
-"""The cyclic garbage collector's thresholds for a flow process (``PAIRFLOW_GC_THRESHOLDS``).
+"""Interpreter settings of a flow process: GC thresholds and the thread switch interval.
+
+``PAIRFLOW_GC_THRESHOLDS`` (:func:`apply_gc_thresholds`):
 
 The flow allocates millions of short-lived objects (ticks, bars, rows) that reference
 counting frees at once, and keeps a growing set of long-lived ones (window state,
@@ -10,15 +12,25 @@ collector with the defaults, 0.31 s of 4.23 s with ``(50000, 20, 100)``, peak me
 within a few MB (``docs/design.md``, "Garbage collection"). Cycles are still
 collected, only less often.
 
+``PAIRFLOW_SWITCH_INTERVAL_MS`` (:func:`apply_switch_interval`): the DuckDB sink writes
+on its own thread, and every call into DuckDB's Python API (``register``, ``execute``)
+takes the GIL back on its way out. While the flow's thread runs Python, each take waits
+for that thread to drop the GIL, which it does after the switch interval: Python's 5 ms
+made a flush of seven tables (~20 calls) cost ~0.5 s against a busy thread instead of
+~40 ms idle; at 1 ms it is ~0.1 s, and the busy thread's own speed is unchanged
+(``benchmarks/gil_switch.py``). The interval only matters when a thread waits for the
+GIL; a flow thread without a waiting writer runs as before.
+
 Only process entry points (``python dataflow.py``, ``bytewax.run dataflow``, the
-benchmarks' flow children) call :func:`apply_gc_thresholds`; ``dataflow.build`` does
-not, so a test or notebook that builds a flow keeps its own interpreter's settings.
+benchmarks' flow children) call these; ``dataflow.build`` does not, so a test or
+notebook that builds a flow keeps its own interpreter's settings.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import sys
 
 log = logging.getLogger("pairflow")
 
@@ -35,3 +47,17 @@ def apply_gc_thresholds(thresholds: tuple[int, int, int] | None) -> tuple[int, i
         gc.set_threshold(*thresholds)
         log.debug("gc thresholds %s -> %s", (g0, g1, g2), thresholds)
     return g0, g1, g2
+
+
+def apply_switch_interval(interval_ms: float | None) -> float:
+    """Set ``sys.setswitchinterval(interval_ms / 1000)`` unless ``None``; returns the old (s).
+
+    Args:
+        interval_ms: Milliseconds as parsed by ``pairflow.config.parse_switch_interval``,
+            or ``None`` to keep what the interpreter has.
+    """
+    old = sys.getswitchinterval()
+    if interval_ms is not None and interval_ms / 1000 != old:
+        sys.setswitchinterval(interval_ms / 1000)
+        log.debug("switch interval %.4f s -> %.4f s", old, interval_ms / 1000)
+    return old
