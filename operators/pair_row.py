@@ -40,6 +40,8 @@ import sys
 import threading
 from array import array
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -113,6 +115,9 @@ _STAT_NAMES = (
     "spread_std",
 )  # fmt: skip
 """The statistics of :func:`window_stats`, in ``pf_row_stats``' ``out`` order."""
+_N_STATS = len(_STAT_NAMES)
+_ADF_AT = _STAT_NAMES.index("adf_pvalue")
+_EG_AT = _STAT_NAMES.index("eg_pvalue")
 _FAST_LAG: dict[int, int] = {}
 """Window length -> the ADF maximum lag when ``"c"`` and ``"n"`` agree, else -1."""
 _isfinite = math.isfinite
@@ -130,11 +135,15 @@ def row(state: PairState, p: GridPoint) -> AnalyticsRow:
     """The row of grid point ``p``: statistics and hedge models (from the ``W``-th point on).
 
     :func:`operators.pair_grid.compute` has pushed ``p`` into the rolling windows;
-    this advances the hedge models (``state.hedge_states``) and makes the row.
+    this advances the hedge models (``state.hedge_states``) and makes the row
+    (positionally, in :class:`~pairflow.records.AnalyticsRow`'s field order: a
+    keyword call from a dict costs ~1 µs more a row).
     """
     ly, lx = p.ly, p.lx
     with_p = (state.grid_points - state.window) % state.pvalue_every == 0
-    stats = window_stats(state.levels, state.rets, with_pvalues=with_p, compiled=state.compiled)
+    vals = _stat_values(state.levels, state.rets, with_p, state.compiled)
+    kalman: tuple[float | None, ...] = _NO_MODEL
+    extra: dict[str, Any] | None = None  # replace() checks the names at run time
     for i, model in enumerate(state.models):
         hs = state.hedge_states[i]
         if hs is None:
@@ -147,20 +156,37 @@ def row(state: PairState, p: GridPoint) -> AnalyticsRow:
             states[i] = hs
             state.hedge_states = tuple(states)
         if ho is not NO_OUT:
-            n = model.name
-            stats[f"{n}_alpha"], stats[f"{n}_beta"] = ho.alpha, ho.beta
-            stats[f"{n}_spread"], stats[f"{n}_zscore"] = ho.spread, ho.zscore
-    return AnalyticsRow(
-        pair=state.pair,
-        tf=state.tf,
-        ts_ms=p.t,
-        window=state.window,
-        y_close=p.y_close,
-        x_close=p.x_close,
-        y_filled=p.y_bar is None,
-        x_filled=p.x_bar is None,
-        **stats,
-    )
+            if model.name == "kalman":
+                kalman = (ho.alpha, ho.beta, ho.spread, ho.zscore)
+            else:  # another model's columns, by name (AnalyticsRow has only kalman_*)
+                n = model.name
+                extra = extra or {}
+                extra |= {f"{n}_alpha": ho.alpha, f"{n}_beta": ho.beta}
+                extra |= {f"{n}_spread": ho.spread, f"{n}_zscore": ho.zscore}
+    a, b, sp, z, c, adf, eg, hl, sd = vals
+    out = AnalyticsRow(
+        state.pair, state.tf, p.t, state.window, p.y_close, p.x_close,
+        a, b, sp, z, c, adf, eg, hl, p.y_bar is None, p.x_bar is None, sd, *kalman,
+    )  # fmt: skip
+    return out if extra is None else replace(out, **extra)
+
+
+_NO_MODEL: tuple[None, ...] = (None,) * 4
+"""The hedge-model columns of a row the model has not started on."""
+
+
+def _stat_values(
+    levels: RollingPair, rets: RollingPair, with_pvalues: bool, compiled: bool
+) -> tuple[float | None, ...] | list[float | None]:
+    """:func:`window_stats`' values in ``_STAT_NAMES`` order (the C row without a dict)."""
+    if compiled:
+        kern = kernel()
+        if kern is not None and kern.stats is not None:
+            fast = _c_row_values(kern.stats, levels, rets, with_pvalues)
+            if fast is not None:
+                return fast
+    res = window_stats(levels, rets, with_pvalues=with_pvalues, compiled=compiled)
+    return tuple(res[k] for k in _STAT_NAMES)
 
 
 def window_stats(
@@ -222,6 +248,14 @@ def _c_row(
     the caller's Python path makes it. Tests the kernel declines take the numpy path
     here, as in :func:`_compiled_tail`.
     """
+    vals = _c_row_values(fn, levels, rets, with_pvalues)
+    return None if vals is None else dict(zip(_STAT_NAMES, vals, strict=True))
+
+
+def _c_row_values(
+    fn: Callable[..., int], levels: RollingPair, rets: RollingPair, with_pvalues: bool
+) -> list[float | None] | None:
+    """:func:`_c_row`'s values as a list in ``_STAT_NAMES`` order (``None``: declined)."""
     out, address = _row_buffer()
     n = levels.n
     p = _FAST_LAG.get(n)
@@ -241,10 +275,13 @@ def _c_row(
         return None
     vals = out.tolist()
     isfinite = _isfinite
-    res = {k: v if isfinite(v) else None for k, v in zip(_STAT_NAMES, vals)}  # noqa: B905
+    res: list[float | None] = [v if isfinite(v) else None for v in vals[:_N_STATS]]
     if with_pvalues and status & ROW_KERNEL and not status & OK_TESTS:
         rsq = vals[18]
-        _test_pvalues(res, levels.residuals(vals[1]), rsq if isfinite(rsq) else None)
+        tests = dict(zip(_STAT_NAMES, res, strict=True))
+        _test_pvalues(tests, levels.residuals(vals[1]), rsq if isfinite(rsq) else None)
+        res[_ADF_AT] = tests["adf_pvalue"]
+        res[_EG_AT] = tests["eg_pvalue"]
     return res
 
 

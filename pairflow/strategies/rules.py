@@ -121,7 +121,7 @@ class StrategyTrade:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made every row (see AnalyticsRow)
 class EquityPoint:
     """A ``strategy_equity`` row: position after the row's fills and equity at its closes."""
 
@@ -167,7 +167,7 @@ class StrategyStats:
     mean_bars_held: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made every row (see AnalyticsRow)
 class StepResult:
     """What one analytics row produced."""
 
