@@ -221,6 +221,8 @@ def advance(state: PairState, *, eof: bool = False) -> list[Output]:
 
 def _report(state: PairState, out: list[Output]) -> None:
     """Append a Stat for each counter that changed since it was last reported."""
+    if not (state.late_bars or state.amended_points or state.recomputed_rows):
+        return  # nothing ever counted (the common case): nothing changed since
     for metric, value in (
         ("late_bars_total", state.late_bars),
         ("amended_points_total", state.amended_points),
