@@ -15,8 +15,10 @@ among them):
 
 * **flush ms**: a flush's wall time meanwhile (idle: the same flush, nothing else running);
 * **flushes/s**: how many the writer completed while the loop ran;
-* **main thread s**: the loop's wall time, and the same loop with no writer (the
-  flow's thread's loss to the writer's GIL time and the switches).
+* **main thread s**: the loop's wall time, and the same loop with no writer (after a
+  warm-up; the faster of a run before and one after): the flow's thread's loss to the
+  writer's GIL time and the switches; per flush written meanwhile, the main
+  thread's ms lost a flush (the cost of the writer's progress to the flow).
 
 Prints a Markdown table; never asserts timings.
 """
@@ -105,12 +107,14 @@ def measure(interval_s: float, rows: int, millions: int, db: Path) -> dict[str, 
             times.append(time.perf_counter() - t)
 
     try:
+        busy_loop(millions // 4 or 1)  # warm-up
         alone_s = busy_loop(millions)
         th = threading.Thread(target=writer)
         th.start()
         loop_s = busy_loop(millions)
         stop.set()
         th.join()
+        alone_s = min(alone_s, busy_loop(millions))  # alone: before and after
         flushes = len(times)
         busy_ms = statistics.median(times) * 1000
         shift()
@@ -127,6 +131,7 @@ def measure(interval_s: float, rows: int, millions: int, db: Path) -> dict[str, 
         "flushes_s": flushes / loop_s,
         "loop_s": loop_s,
         "alone_s": alone_s,
+        "lost_ms": (loop_s - alone_s) / max(flushes, 1) * 1000,
     }
 
 
@@ -162,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{med(ms, 'flushes_s'):.1f}",
             f"{med(ms, 'loop_s'):.2f}",
             f"{med(ms, 'alone_s'):.2f}",
+            f"{med(ms, 'lost_ms'):.0f}",
         ]
         for ms in intervals
     ]
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                 "flushes/s",
                 "main loop s, with writer",
                 "main loop s, alone",
+                "main ms lost a flush",
             ],
             rows,
         )  # fmt: skip

@@ -17,7 +17,7 @@ on its own thread, and every call into DuckDB's Python API (``register``, ``exec
 takes the GIL back on its way out. While the flow's thread runs Python, each take waits
 for that thread to drop the GIL, which it does after the switch interval: Python's 5 ms
 made a flush of seven tables (~20 calls) cost ~0.5 s against a busy thread instead of
-~40 ms idle; at 1 ms it is ~0.1 s, and the busy thread's own speed is unchanged
+~45 ms idle, and ~0.1 s of the busy thread's time; at 1 ms ~0.15 s and ~20 ms
 (``benchmarks/gil_switch.py``). The interval only matters when a thread waits for the
 GIL; a flow thread without a waiting writer runs as before.
 
