@@ -179,13 +179,12 @@ def _stat_values(
     levels: RollingPair, rets: RollingPair, with_pvalues: bool, compiled: bool
 ) -> tuple[float | None, ...] | list[float | None]:
     """:func:`window_stats`' values in ``_STAT_NAMES`` order (the C row without a dict)."""
-    if compiled:
-        kern = kernel()
-        if kern is not None and kern.stats is not None:
-            fast = _c_row_values(kern.stats, levels, rets, with_pvalues)
-            if fast is not None:
-                return fast
-    res = window_stats(levels, rets, with_pvalues=with_pvalues, compiled=compiled)
+    kern = kernel() if compiled else None
+    if kern is not None and kern.stats is not None:
+        fast = _c_row(kern.stats, levels, rets, with_pvalues)
+        if fast is not None:
+            return fast
+    res = _python_stats(levels, rets, with_pvalues, kern)
     return tuple(res[k] for k in _STAT_NAMES)
 
 
@@ -206,11 +205,18 @@ def window_stats(
         spread_std`` (the window spreads' standard deviation, ddof=1, the z-score's
         denominator), each a finite float or ``None``.
     """
-    kern = kernel() if compiled else None
-    if kern is not None and kern.stats is not None:
-        fast = _c_row(kern.stats, levels, rets, with_pvalues)
-        if fast is not None:
-            return fast
+    vals = _stat_values(levels, rets, with_pvalues, compiled)
+    return dict(zip(_STAT_NAMES, vals, strict=True))
+
+
+def _python_stats(
+    levels: RollingPair, rets: RollingPair, with_pvalues: bool, kern: Compiled | None
+) -> dict[str, float | None]:
+    """:func:`window_stats` without ``pf_row_stats``: the O(1) fits in Python.
+
+    Then ``kern``'s half-life and tests (the numpy path where ``kern`` is ``None`` or
+    declines the window).
+    """
     res: dict[str, float | None] = dict.fromkeys(_STAT_NAMES)
     res["corr"] = finite_or_none(rets.corr())
     fit = levels.ols()
@@ -240,22 +246,14 @@ def window_stats(
 
 def _c_row(
     fn: Callable[..., int], levels: RollingPair, rets: RollingPair, with_pvalues: bool
-) -> dict[str, float | None] | None:
-    """:func:`window_stats` in one C call (``pf_row_stats``: the same numbers).
-
-    Returns ``None`` where the C code declines the row (the R^2 ~ 1 guard of
-    :meth:`RollingPair.ols`, which recomputes the residual sum of squares with numpy):
-    the caller's Python path makes it. Tests the kernel declines take the numpy path
-    here, as in :func:`_compiled_tail`.
-    """
-    vals = _c_row_values(fn, levels, rets, with_pvalues)
-    return None if vals is None else dict(zip(_STAT_NAMES, vals, strict=True))
-
-
-def _c_row_values(
-    fn: Callable[..., int], levels: RollingPair, rets: RollingPair, with_pvalues: bool
 ) -> list[float | None] | None:
-    """:func:`_c_row`'s values as a list in ``_STAT_NAMES`` order (``None``: declined)."""
+    """:func:`window_stats`' values in one C call (``pf_row_stats``: the same numbers).
+
+    Returns them in ``_STAT_NAMES`` order, or ``None`` where the C code declines the
+    row (the R^2 ~ 1 guard of :meth:`RollingPair.ols`, which recomputes the residual
+    sum of squares with numpy): the caller's Python path makes it. Tests the kernel
+    declines take the numpy path here, as in :func:`_compiled_tail`.
+    """
     out, address = _row_buffer()
     n = levels.n
     p = _FAST_LAG.get(n)

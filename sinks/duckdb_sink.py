@@ -135,36 +135,30 @@ class PendingRows:
     def add(self, item: object) -> None:
         """Buffer one record (a table row, a :class:`Retract` or a :class:`RetractFrom`)."""
         route = _ROUTES.get(type(item))  # a row of a type seen before: the common case
-        if route is not None:
-            row = route.row(item)
-            key = route.key
-            if key is None:
-                rows = self.appended.get(route.table.name)
-                if rows is None:
-                    rows = self.appended[route.table.name] = []
-                rows.append(row)
+        if route is None:
+            if isinstance(item, Retract):
+                table = _keyed_table(item.table)
+                if len(item.key) != len(table.key):
+                    msg = f"Retract({item.table}): key {item.key!r} is not {table.key}"
+                    raise ValueError(msg)
+                self.keyed.setdefault(table.name, {})[tuple(item.key)] = None
                 return
-            keyed = self.keyed.get(route.table.name)
-            if keyed is None:
-                keyed = self.keyed[route.table.name] = {}
-            keyed[key(row)] = row
-            return
-        if isinstance(item, Retract):
-            table = _keyed_table(item.table)
-            if len(item.key) != len(table.key):
-                msg = f"Retract({item.table}): key {item.key!r} is not {table.key}"
-                raise ValueError(msg)
-            self.keyed.setdefault(table.name, {})[tuple(item.key)] = None
-            return
-        if isinstance(item, RetractFrom):
-            self._add_range(item)
-            return
-        route = _route(type(item))
+            if isinstance(item, RetractFrom):
+                self._add_range(item)
+                return
+            route = _route(type(item))
         row = route.row(item)
+        name = route.table.name
         if route.key is None:
-            self.appended.setdefault(route.table.name, []).append(row)
-        else:
-            self.keyed.setdefault(route.table.name, {})[route.key(row)] = row
+            rows = self.appended.get(name)
+            if rows is None:
+                rows = self.appended[name] = []
+            rows.append(row)
+            return
+        keyed = self.keyed.get(name)
+        if keyed is None:
+            keyed = self.keyed[name] = {}
+        keyed[route.key(row)] = row
 
     def _add_range(self, item: RetractFrom) -> None:
         table = _keyed_table(item.table)
